@@ -1,0 +1,13 @@
+"""otel-llmcost: exact LLM cost on OpenTelemetry spans and metrics.
+
+Public API: `attributes` (attribute calls to a customer, conversation and feature),
+`Usage`, `Cost` and `price` (the pricing layer), and the instrumentors in
+`otel_llmcost.instrumentation`.
+"""
+
+from otel_llmcost.attribution import attributes
+from otel_llmcost.pricing import Cost, price
+from otel_llmcost.usage import Usage
+from otel_llmcost.version import __version__
+
+__all__ = ["Cost", "Usage", "__version__", "attributes", "price"]

@@ -1,0 +1,249 @@
+"""The invocation: one object owns a call's span and metrics from start to end.
+
+Flow: `Request` → span started (attributes samplers can use) → provider call →
+`Reply` → `Usage` → `Cost` → span attributes (only if the span records) and metrics
+(always, whatever the sampling decision, so cost metrics count 100 % of calls).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import time
+from typing import Any, Iterator, Mapping
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from otel_llmcost import _faults, attribution, pricing, semconv as sc, tokens
+from otel_llmcost.instrumentation._types import Reply, Request
+from otel_llmcost.usage import Usage
+from otel_llmcost.version import __version__
+
+# The invocation whose provider call is in flight, so SDK retries can be counted on it.
+CURRENT: contextvars.ContextVar[Invocation | None] = contextvars.ContextVar(
+    "otel_llmcost_invocation", default=None)
+
+
+class Telemetry:
+    """Tracer and instruments, created once per `instrument()`."""
+
+    def __init__(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
+        self.tracer = trace.get_tracer(sc.INSTRUMENTATION_SCOPE, __version__, tracer_provider)
+        meter = metrics.get_meter(sc.INSTRUMENTATION_SCOPE, __version__, meter_provider)
+        self.duration = meter.create_histogram(
+            sc.METRIC_OPERATION_DURATION, unit=sc.UNIT_SECONDS,
+            description="Duration of GenAI client operations.",
+            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS))
+        self.token_usage = meter.create_histogram(
+            sc.METRIC_TOKEN_USAGE, unit=sc.UNIT_TOKEN,
+            description="Input and output tokens per GenAI call (input includes cached).",
+            explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS))
+        self.cost = meter.create_counter(
+            sc.METRIC_COST, unit=sc.UNIT_USD,
+            description="LLM spend, partitioned by cost component.")
+        self.request_cost = meter.create_histogram(
+            sc.METRIC_REQUEST_COST, unit=sc.UNIT_USD,
+            description="Cost of one priced LLM call.",
+            explicit_bucket_boundaries_advisory=list(sc.COST_BUCKETS))
+        self.tokens = meter.create_counter(
+            sc.METRIC_TOKENS, unit=sc.UNIT_TOKEN,
+            description="Tokens, partitioned by kind so that sums never double count.")
+        self.cache_savings = meter.create_counter(
+            sc.METRIC_CACHE_SAVINGS, unit=sc.UNIT_USD,
+            description="Net cache effect per call: saving minus premium is what caching saved.")
+        self.unpriced = meter.create_counter(
+            sc.METRIC_UNPRICED_CALLS, unit=sc.UNIT_CALL,
+            description="Calls whose model has no known price (their cost is not in llmcost.cost).")
+
+
+class Invocation:
+    """One LLM call in flight. `end()` is idempotent and never raises."""
+
+    __slots__ = ("_tel", "request", "span", "_start", "_token", "retries", "_ended",
+                 "_metric_attrs", "first_chunk_at")
+
+    def __init__(self, tel: Telemetry, request: Request, server: tuple[str | None, int | None]
+                 ) -> None:
+        self._tel = tel
+        self.request = request
+        self.retries = 0
+        self._ended = False
+        self.first_chunk_at: float | None = None
+        scope = attribution.current()
+        model = request.model
+        attrs: dict[str, Any] = {
+            sc.GEN_AI_OPERATION_NAME: request.operation,
+            sc.GEN_AI_PROVIDER_NAME: request.provider,
+        }
+        if model:
+            attrs[sc.GEN_AI_REQUEST_MODEL] = model
+        if server[0]:
+            attrs[sc.SERVER_ADDRESS] = server[0]
+            if server[1]:
+                attrs[sc.SERVER_PORT] = server[1]
+        if request.max_tokens is not None:
+            attrs[sc.GEN_AI_REQUEST_MAX_TOKENS] = request.max_tokens
+        if request.stream:
+            attrs[sc.GEN_AI_REQUEST_STREAM] = True
+        metric_attrs = {sc.GEN_AI_OPERATION_NAME: request.operation,
+                        sc.GEN_AI_PROVIDER_NAME: request.provider,
+                        sc.GEN_AI_REQUEST_MODEL: model or ""}
+        if scope:
+            attrs.update(scope)
+            feature = scope.get(sc.LLMCOST_FEATURE)
+            if feature:
+                metric_attrs[sc.LLMCOST_FEATURE] = feature
+        if request.conversation_id and sc.GEN_AI_CONVERSATION_ID not in attrs:
+            attrs[sc.GEN_AI_CONVERSATION_ID] = request.conversation_id
+        self._metric_attrs = metric_attrs
+        name = f"{request.operation} {model}" if model else request.operation
+        self.span = tel.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
+        self._start = time.perf_counter()
+        self._token = otel_context.attach(trace.set_span_in_context(self.span))
+
+    @contextlib.contextmanager
+    def in_flight(self) -> Iterator[None]:
+        """Scope of the provider call: SDK retries count here, errors end the call."""
+        token = CURRENT.set(self)
+        try:
+            yield
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+        finally:
+            CURRENT.reset(token)
+            self.detach()
+
+    def detach(self) -> None:
+        """Stop being the current span (the call returned; a stream may still be open)."""
+        token, self._token = self._token, None
+        if token is not None:
+            otel_context.detach(token)
+
+    def fail(self, exc: BaseException) -> None:
+        """End with the provider's exception (which the caller receives unchanged)."""
+        self.end(None, exc)
+
+    def end(self, reply: Reply | None, exc: BaseException | None = None) -> None:
+        """Price the call, annotate the span, record metrics and end the span."""
+        if self._ended:
+            return
+        self._ended = True
+        self.detach()
+        try:
+            self._record(reply, exc)
+        except Exception as fault:  # noqa: BLE001 - never break the app
+            _faults.report("invocation.end", fault)
+        finally:
+            self.span.end()
+
+    def _record(self, reply: Reply | None, exc: BaseException | None) -> None:
+        tel, span, req = self._tel, self.span, self.request
+        elapsed = time.perf_counter() - self._start
+        recording = span.is_recording()
+        mattrs = self._metric_attrs
+        if exc is not None:
+            error_type = type(exc).__qualname__
+            mattrs = {**mattrs, sc.ERROR_TYPE: error_type}
+            if recording:
+                span.set_attribute(sc.ERROR_TYPE, error_type)
+                span.set_status(Status(StatusCode.ERROR, str(exc)[:256]))
+        tel.duration.record(elapsed, mattrs)
+        if reply is None:
+            if recording and self.retries:
+                span.set_attribute(sc.LLMCOST_RETRIES, self.retries)
+            return
+        usage = reply.usage
+        if usage is None and reply.output_text is not None:
+            usage = _estimate(req, reply.output_text)
+        cost = None
+        if usage is not None or reply.provider_cost is not None:
+            cost = _price(req, reply, usage or Usage())
+        if recording:
+            _annotate(span, reply, usage, cost, self.retries, self.first_chunk_at, self._start)
+        if usage is not None:
+            _record_usage(tel, mattrs, usage)
+        if cost is not None:
+            _record_cost(tel, mattrs, cost)
+
+
+def _estimate(req: Request, output_text: str) -> Usage:
+    """Usage estimated from text: input from the request, output from what was streamed."""
+    input_tokens = tokens.count_all(req.input_texts()) if req.input_texts else 0
+    return Usage(input_tokens=input_tokens, output_tokens=tokens.count(output_text),
+                 estimated=True)
+
+
+def _price(req: Request, reply: Reply, usage: Usage) -> pricing.Cost:
+    model = reply.model or req.model
+    cost = pricing.price(req.provider, model, usage, service_tier=reply.service_tier,
+                         provider_cost=reply.provider_cost)
+    if cost.status == sc.STATUS_UNKNOWN and req.model and req.model != model:
+        cost = pricing.price(req.provider, req.model, usage, service_tier=reply.service_tier,
+                             provider_cost=reply.provider_cost)
+    return cost
+
+
+def _annotate(span: Any, reply: Reply, usage: Usage | None, cost: pricing.Cost | None,
+              retries: int, first_chunk_at: float | None, started: float) -> None:
+    attrs: dict[str, Any] = {}
+    if reply.model:
+        attrs[sc.GEN_AI_RESPONSE_MODEL] = reply.model
+    if reply.id:
+        attrs[sc.GEN_AI_RESPONSE_ID] = reply.id
+    if reply.finish_reasons:
+        attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = reply.finish_reasons
+    if reply.service_tier:
+        attrs[sc.LLMCOST_SERVICE_TIER] = reply.service_tier
+    if retries:
+        attrs[sc.LLMCOST_RETRIES] = retries
+    if first_chunk_at is not None:
+        attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = first_chunk_at - started
+    if usage is not None:
+        attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
+        attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
+        attrs[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
+        attrs[sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_tokens
+        if usage.reasoning_tokens:
+            attrs[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+    if cost is not None:
+        attrs[sc.LLMCOST_PRICING_STATUS] = cost.status
+        attrs[sc.LLMCOST_PRICING_VERSION] = cost.version
+        if cost.amount is not None:
+            attrs[sc.GEN_AI_USAGE_COST_AMOUNT] = cost.amount
+            attrs[sc.GEN_AI_USAGE_COST_CURRENCY] = sc.CURRENCY_USD
+            attrs[sc.GEN_AI_USAGE_COST_SOURCE] = cost.source
+        for key, value in ((sc.LLMCOST_COST_INPUT, cost.input),
+                           (sc.LLMCOST_COST_CACHE_READ, cost.cache_read),
+                           (sc.LLMCOST_COST_CACHE_WRITE, cost.cache_write),
+                           (sc.LLMCOST_COST_OUTPUT, cost.output),
+                           (sc.LLMCOST_CACHE_SAVINGS, cost.savings)):
+            if value is not None:
+                attrs[key] = value
+    span.set_attributes(attrs)
+
+
+def _record_usage(tel: Telemetry, mattrs: Mapping[str, str], usage: Usage) -> None:
+    tel.token_usage.record(usage.input_tokens, {**mattrs, sc.GEN_AI_TOKEN_TYPE: "input"})
+    tel.token_usage.record(usage.output_tokens, {**mattrs, sc.GEN_AI_TOKEN_TYPE: "output"})
+    for kind, value in zip(sc.TOKEN_KINDS, (usage.uncached_input_tokens, usage.cache_read_tokens,
+                                            usage.cache_write_tokens, usage.output_tokens)):
+        if value:
+            tel.tokens.add(value, {**mattrs, sc.LLMCOST_TOKEN_KIND: kind})
+
+
+def _record_cost(tel: Telemetry, mattrs: Mapping[str, str], cost: pricing.Cost) -> None:
+    if cost.amount is None:
+        tel.unpriced.add(1, mattrs)
+        return
+    tel.request_cost.record(cost.amount, mattrs)
+    for component, value in zip(sc.COST_COMPONENTS, (cost.input, cost.cache_read,
+                                                     cost.cache_write, cost.output)):
+        if value:
+            tel.cost.add(value, {**mattrs, sc.LLMCOST_COST_COMPONENT: component})
+    if cost.savings:
+        effect, value = ((sc.CACHE_EFFECT_SAVING, cost.savings) if cost.savings > 0
+                         else (sc.CACHE_EFFECT_PREMIUM, -cost.savings))
+        tel.cache_savings.add(value, {**mattrs, sc.LLMCOST_CACHE_EFFECT: effect})

@@ -1,0 +1,131 @@
+"""Anthropic: maps the anthropic SDK's request kwargs and response shapes to `Request`/`Reply`.
+
+Token semantics: Anthropic's ``input_tokens`` EXCLUDES cache tokens, so
+`Usage.input_tokens` = input_tokens + cache_read_input_tokens + cache_creation_input_tokens.
+Cache writes are split by TTL in ``usage.cache_creation.ephemeral_{5m,1h}_input_tokens``.
+In a stream, ``message_start`` carries input usage and a provisional output count, and
+``message_delta`` carries the CUMULATIVE output count (it replaces, never adds).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from otel_llmcost import semconv as sc, tokens
+from otel_llmcost.instrumentation._types import Reply, Request, Target
+from otel_llmcost.usage import Usage
+
+
+def _texts(kwargs: dict[str, Any]) -> Iterable[str]:
+    system = kwargs.get("system")
+    if isinstance(system, str):
+        yield system
+    elif isinstance(system, list):
+        yield from (b.get("text", "") for b in system if isinstance(b, dict))
+    for message in kwargs.get("messages") or ():
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            yield content
+        elif isinstance(content, list):
+            yield from (b.get("text", "") for b in content
+                        if isinstance(b, dict) and isinstance(b.get("text"), str))
+
+
+def _usage(u: Any, output_tokens: int | None = None, estimated: bool = False) -> Usage:
+    read = getattr(u, "cache_read_input_tokens", None) or 0
+    write = getattr(u, "cache_creation_input_tokens", None) or 0
+    split = getattr(u, "cache_creation", None)
+    write_1h = (getattr(split, "ephemeral_1h_input_tokens", None) or 0) if split else 0
+    return Usage(
+        input_tokens=(u.input_tokens or 0) + read + write,
+        output_tokens=(u.output_tokens or 0) if output_tokens is None else output_tokens,
+        cache_read_tokens=read, cache_write_tokens=write, cache_write_1h_tokens=write_1h,
+        estimated=estimated)
+
+
+def _text(content: Any) -> str:
+    return "".join(getattr(b, "text", "") or "" for b in content or ()
+                   if getattr(b, "type", None) == "text")
+
+
+class MessagesAdapter:
+    """``messages.create`` / ``.parse`` and the ``messages.stream`` helper."""
+
+    def request(self, kwargs: dict[str, Any]) -> tuple[Request, dict[str, Any]]:
+        max_tokens = kwargs.get("max_tokens")
+        return Request(
+            provider=sc.PROVIDER_ANTHROPIC, operation=sc.OP_CHAT, model=kwargs.get("model"),
+            max_tokens=max_tokens if type(max_tokens) is int else None,
+            stream=kwargs.get("stream") is True, input_texts=lambda: _texts(kwargs)), kwargs
+
+    def reply(self, message: Any) -> Reply:
+        usage = message.usage
+        return Reply(
+            model=message.model, id=message.id,
+            finish_reasons=(message.stop_reason,) if message.stop_reason else None,
+            usage=_usage(usage) if usage is not None else None,
+            service_tier=getattr(usage, "service_tier", None),
+            output_text=None if usage is not None else _text(message.content))
+
+    def accumulator(self, request: Request) -> MessagesAccumulator:
+        return MessagesAccumulator()
+
+
+class MessagesAccumulator:
+    """Reads raw message stream events."""
+
+    __slots__ = ("_message", "_usage", "_output_tokens", "_stop", "_parts")
+
+    def __init__(self) -> None:
+        self._message: Any = None
+        self._usage: Any = None
+        self._output_tokens: int | None = None  # from message_delta: final and cumulative
+        self._stop: str | None = None
+        self._parts: list[str] = []
+
+    def observe(self, event: Any) -> bool:
+        kind = event.type
+        if kind == "content_block_delta":
+            text = getattr(event.delta, "text", None)
+            if text:
+                self._parts.append(text)
+        elif kind == "message_start":
+            self._message = event.message
+            self._usage = event.message.usage
+        elif kind == "message_delta":
+            usage = event.usage
+            if usage is not None:
+                self._output_tokens = usage.output_tokens
+                if getattr(usage, "input_tokens", None) is not None:  # newer API: final input
+                    self._usage = usage
+            self._stop = getattr(event.delta, "stop_reason", None) or self._stop
+        return False
+
+    def reply(self) -> Reply:
+        message, usage = self._message, self._usage
+        text = "".join(self._parts)
+        if usage is None:  # not even message_start: everything is an estimate
+            return Reply(output_text=text)
+        if self._output_tokens is None:  # stream ended early: output is an estimate
+            parsed = _usage(usage, tokens.count(text), estimated=True)
+        else:
+            parsed = _usage(usage, self._output_tokens)
+        return Reply(
+            model=message.model, id=message.id,
+            finish_reasons=(self._stop,) if self._stop else None, usage=parsed,
+            service_tier=getattr(usage, "service_tier", None))
+
+
+_MESSAGES = MessagesAdapter()
+_MODULE = "anthropic.resources.messages"
+TARGETS = (
+    Target(_MODULE, "Messages.create", _MESSAGES, is_async=False),
+    Target(_MODULE, "AsyncMessages.create", _MESSAGES, is_async=True),
+    Target(_MODULE, "Messages.parse", _MESSAGES, is_async=False),
+    Target(_MODULE, "AsyncMessages.parse", _MESSAGES, is_async=True),
+    Target(_MODULE, "Messages.stream", _MESSAGES, is_async=False, stream_manager=True),
+    Target(_MODULE, "AsyncMessages.stream", _MESSAGES, is_async=True, stream_manager=True),
+)
+RETRY_MODULE = "anthropic._base_client"

@@ -1,0 +1,265 @@
+"""OpenAI: maps the openai SDK's request kwargs and response shapes to `Request`/`Reply`.
+
+Token semantics: OpenAI's ``prompt_tokens``/``input_tokens`` already INCLUDE cached
+tokens (``cached_tokens``, and ``cache_write_tokens`` on newer models), so they map to
+`Usage.input_tokens` unchanged, with the cache counts as subsets.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable
+
+from otel_llmcost import semconv as sc
+from otel_llmcost.instrumentation._types import Reply, Request, Target
+from otel_llmcost.usage import Usage
+
+
+def _int(value: Any) -> int | None:
+    return value if type(value) is int else None
+
+
+def _text_of(content: Any) -> Iterable[str]:
+    """Text parts of a message content (a string or a list of typed parts)."""
+    if isinstance(content, str):
+        yield content
+    elif isinstance(content, list):
+        for part in content:
+            if isinstance(part, dict):
+                text = part.get("text") or part.get("content")
+                if isinstance(text, str):
+                    yield text
+
+
+def _message_texts(messages: Any) -> Iterable[str]:
+    if isinstance(messages, str):
+        yield messages
+        return
+    for message in messages or ():
+        if isinstance(message, dict):
+            yield from _text_of(message.get("content"))
+
+
+def _usage(u: Any, input_name: str, input_details: str, output_name: str,
+           output_details: str) -> Usage | None:
+    if u is None:
+        return None
+    details = getattr(u, input_details, None)
+    out_details = getattr(u, output_details, None)
+    return Usage(
+        input_tokens=getattr(u, input_name, None) or 0,
+        output_tokens=getattr(u, output_name, None) or 0,
+        cache_read_tokens=(getattr(details, "cached_tokens", None) or 0) if details else 0,
+        cache_write_tokens=(getattr(details, "cache_write_tokens", None) or 0) if details else 0,
+        reasoning_tokens=(getattr(out_details, "reasoning_tokens", None) or 0)
+        if out_details else 0,
+    )
+
+
+def _provider_cost(u: Any) -> float | None:
+    """Cost reported in the usage block by OpenAI-compatible gateways (OpenRouter)."""
+    cost = getattr(u, "cost", None)
+    return float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
+
+
+def _chat_usage(u: Any) -> Usage | None:
+    return _usage(u, "prompt_tokens", "prompt_tokens_details", "completion_tokens",
+                  "completion_tokens_details")
+
+
+class ChatAdapter:
+    """``chat.completions.create`` / ``.parse`` (and the ``.stream`` helper, via create)."""
+
+    def request(self, kwargs: dict[str, Any]) -> tuple[Request, dict[str, Any]]:
+        stream = kwargs.get("stream") is True
+        messages = kwargs.get("messages")
+        request = Request(
+            provider=sc.PROVIDER_OPENAI, operation=sc.OP_CHAT, model=kwargs.get("model"),
+            max_tokens=_int(kwargs.get("max_completion_tokens")) or _int(kwargs.get("max_tokens")),
+            stream=stream, input_texts=lambda: _message_texts(messages))
+        if stream and _stream_usage_enabled():
+            options = kwargs.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage") is True):
+                options = dict(options) if isinstance(options, dict) else {}
+                options["include_usage"] = True
+                kwargs = {**kwargs, "stream_options": options}
+                request.hide_usage_chunk = True
+        return request, kwargs
+
+    def reply(self, response: Any) -> Reply:
+        usage = response.usage
+        choices = response.choices or ()
+        return Reply(
+            model=response.model, id=response.id,
+            finish_reasons=tuple(c.finish_reason for c in choices if c.finish_reason),
+            usage=_chat_usage(usage), service_tier=getattr(response, "service_tier", None),
+            provider_cost=_provider_cost(usage),
+            output_text=None if usage is not None else "".join(
+                c.message.content or "" for c in choices if c.message))
+
+    def accumulator(self, request: Request) -> ChatAccumulator:
+        return ChatAccumulator(request.hide_usage_chunk)
+
+
+class ChatAccumulator:
+    """Reads ``chat.completion.chunk``s; hides the usage-only chunk we asked for."""
+
+    __slots__ = ("_hide", "_first", "_usage", "_parts", "_reasons", "_tier")
+
+    def __init__(self, hide_usage_chunk: bool) -> None:
+        self._hide = hide_usage_chunk
+        self._first: Any = None
+        self._usage: Any = None
+        self._parts: list[str] = []
+        self._reasons: list[str] = []
+        self._tier: str | None = None
+
+    def observe(self, chunk: Any) -> bool:
+        if self._first is None:
+            self._first = chunk
+        usage = chunk.usage
+        if usage is not None:
+            self._usage = usage
+            self._tier = getattr(chunk, "service_tier", None)
+        elif self._hide:  # the caller did not ask for usage: make `usage: null` unset again
+            chunk.__pydantic_fields_set__.discard("usage")
+        for choice in chunk.choices:
+            delta = choice.delta
+            if delta is not None and delta.content:
+                self._parts.append(delta.content)
+            if choice.finish_reason:
+                self._reasons.append(choice.finish_reason)
+        return self._hide and usage is not None and not chunk.choices
+
+    def reply(self) -> Reply:
+        first, usage = self._first, self._usage
+        return Reply(
+            model=first.model if first is not None else None,
+            id=first.id if first is not None else None,
+            finish_reasons=tuple(self._reasons) or None,
+            usage=_chat_usage(usage), service_tier=self._tier or (
+                getattr(first, "service_tier", None) if first is not None else None),
+            provider_cost=_provider_cost(usage),
+            output_text="".join(self._parts) if usage is None else None)
+
+
+def _responses_usage(u: Any) -> Usage | None:
+    return _usage(u, "input_tokens", "input_tokens_details", "output_tokens",
+                  "output_tokens_details")
+
+
+def _conversation_id(value: Any) -> str | None:
+    """The Responses API ``conversation`` parameter: an id string or ``{"id": ...}``."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, dict):
+        cid = value.get("id")
+        return cid if isinstance(cid, str) and cid else None
+    return None
+
+
+def _responses_input_texts(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+        return
+    for item in value or ():
+        if isinstance(item, dict):
+            yield from _text_of(item.get("content"))
+
+
+def _response_reply(response: Any, output_text: str | None = None) -> Reply:
+    usage = getattr(response, "usage", None)
+    status = getattr(response, "status", None)
+    reason = None
+    if status == "incomplete":
+        details = getattr(response, "incomplete_details", None)
+        reason = getattr(details, "reason", None) or status
+    elif status:
+        reason = "stop" if status == "completed" else status
+    if usage is None and output_text is None:
+        output_text = getattr(response, "output_text", None)
+    return Reply(
+        model=getattr(response, "model", None), id=getattr(response, "id", None),
+        finish_reasons=(reason,) if reason else None, usage=_responses_usage(usage),
+        service_tier=getattr(response, "service_tier", None), provider_cost=_provider_cost(usage),
+        output_text=output_text if usage is None else None)
+
+
+class ResponsesAdapter:
+    """``responses.create`` (and the ``responses.stream`` helper, which calls create)."""
+
+    def request(self, kwargs: dict[str, Any]) -> tuple[Request, dict[str, Any]]:
+        input_value = kwargs.get("input")
+        return Request(
+            provider=sc.PROVIDER_OPENAI, operation=sc.OP_CHAT, model=kwargs.get("model"),
+            max_tokens=_int(kwargs.get("max_output_tokens")), stream=kwargs.get("stream") is True,
+            conversation_id=_conversation_id(kwargs.get("conversation")),
+            input_texts=lambda: _responses_input_texts(input_value)), kwargs
+
+    def reply(self, response: Any) -> Reply:
+        return _response_reply(response)
+
+    def accumulator(self, request: Request) -> ResponsesAccumulator:
+        return ResponsesAccumulator()
+
+
+_FINAL_EVENTS = frozenset(("response.completed", "response.incomplete", "response.failed"))
+
+
+class ResponsesAccumulator:
+    """Reads Responses stream events; the final event carries the whole response."""
+
+    __slots__ = ("_response", "_parts")
+
+    def __init__(self) -> None:
+        self._response: Any = None
+        self._parts: list[str] = []
+
+    def observe(self, event: Any) -> bool:
+        kind = event.type
+        if kind == "response.output_text.delta":
+            self._parts.append(event.delta)
+        elif kind in _FINAL_EVENTS or kind == "response.created":
+            self._response = event.response
+        return False
+
+    def reply(self) -> Reply:
+        if self._response is None:
+            return Reply(output_text="".join(self._parts))
+        return _response_reply(self._response, "".join(self._parts))
+
+
+class EmbeddingsAdapter:
+    """``embeddings.create``: input tokens only."""
+
+    def request(self, kwargs: dict[str, Any]) -> tuple[Request, dict[str, Any]]:
+        return Request(provider=sc.PROVIDER_OPENAI, operation=sc.OP_EMBEDDINGS,
+                       model=kwargs.get("model"), max_tokens=None, stream=False), kwargs
+
+    def reply(self, response: Any) -> Reply:
+        usage = response.usage
+        return Reply(model=response.model, usage=Usage(
+            input_tokens=usage.prompt_tokens or 0) if usage is not None else None)
+
+    def accumulator(self, request: Request) -> Any:
+        raise TypeError("embeddings do not stream")
+
+
+_CHAT, _RESPONSES, _EMBEDDINGS = ChatAdapter(), ResponsesAdapter(), EmbeddingsAdapter()
+_RES = "openai.resources."
+
+TARGETS = tuple(
+    Target(_RES + module, f"{prefix}{cls}.{method}", adapter, is_async=bool(prefix))
+    for module, cls, methods, adapter in (
+        ("chat.completions", "Completions", ("create", "parse"), _CHAT),
+        ("responses", "Responses", ("create", "parse"), _RESPONSES),
+        ("embeddings", "Embeddings", ("create",), _EMBEDDINGS),
+    )
+    for prefix in ("", "Async")
+    for method in methods
+)
+RETRY_MODULE = "openai._base_client"
+
+
+def _stream_usage_enabled() -> bool:
+    return os.environ.get(sc.ENV_STREAM_USAGE, "on").strip().lower() not in ("off", "false", "0")

@@ -1,0 +1,113 @@
+"""The contract: every span attribute, metric, unit, env var and entry-point name.
+
+Code, tests, docs and the dashboard builder import names from here so that a name is
+spelled exactly once. GenAI names follow the OpenTelemetry GenAI semantic conventions
+(development status); ``llmcost.*`` names are this project's own.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- GenAI semantic-convention span attributes -------------------------------------
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+ERROR_TYPE: Final = "error.type"
+
+# Cost attributes proposed in semantic-conventions-genai PR #443.
+GEN_AI_USAGE_COST_AMOUNT: Final = "gen_ai.usage.cost.amount"
+GEN_AI_USAGE_COST_CURRENCY: Final = "gen_ai.usage.cost.currency"
+GEN_AI_USAGE_COST_SOURCE: Final = "gen_ai.usage.cost.source"
+
+# --- otel-llmcost span attributes --------------------------------------------------
+LLMCOST_COST_INPUT: Final = "llmcost.cost.input"
+LLMCOST_COST_CACHE_READ: Final = "llmcost.cost.cache_read"
+LLMCOST_COST_CACHE_WRITE: Final = "llmcost.cost.cache_write"
+LLMCOST_COST_OUTPUT: Final = "llmcost.cost.output"
+LLMCOST_CACHE_SAVINGS: Final = "llmcost.cache.savings"
+LLMCOST_PRICING_STATUS: Final = "llmcost.pricing.status"
+LLMCOST_PRICING_VERSION: Final = "llmcost.pricing.version"
+LLMCOST_SERVICE_TIER: Final = "llmcost.service_tier"
+LLMCOST_RETRIES: Final = "llmcost.retries"
+LLMCOST_CUSTOMER_ID: Final = "llmcost.customer.id"
+LLMCOST_FEATURE: Final = "llmcost.feature"
+
+# Values
+CURRENCY_USD: Final = "USD"
+SOURCE_LOCAL: Final = "local"
+SOURCE_PROVIDER: Final = "provider"
+STATUS_EXACT: Final = "exact"
+STATUS_ESTIMATED: Final = "estimated"
+STATUS_UNKNOWN: Final = "unknown"
+PROVIDER_OPENAI: Final = "openai"
+PROVIDER_ANTHROPIC: Final = "anthropic"
+OP_CHAT: Final = "chat"
+OP_EMBEDDINGS: Final = "embeddings"
+ERROR_TYPE_OTHER: Final = "_OTHER"
+
+# Baggage keys read for attribution (same spelling as the span attributes).
+BAGGAGE_KEYS: Final = (LLMCOST_CUSTOMER_ID, GEN_AI_CONVERSATION_ID, LLMCOST_FEATURE)
+
+# --- Metrics: (name, unit) ---------------------------------------------------------
+METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
+UNIT_SECONDS: Final = "s"
+METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+UNIT_TOKEN: Final = "{token}"
+METRIC_COST: Final = "llmcost.cost"
+METRIC_REQUEST_COST: Final = "llmcost.request.cost"
+UNIT_USD: Final = "USD"
+METRIC_TOKENS: Final = "llmcost.tokens"
+METRIC_CACHE_SAVINGS: Final = "llmcost.cache.savings"
+METRIC_UNPRICED_CALLS: Final = "llmcost.unpriced.calls"
+UNIT_CALL: Final = "{call}"
+
+# Metric attributes (low cardinality only: never customer or conversation ids).
+LLMCOST_COST_COMPONENT: Final = "llmcost.cost.component"
+LLMCOST_TOKEN_KIND: Final = "llmcost.token.kind"
+COST_COMPONENTS: Final = ("input", "cache_read", "cache_write", "output")
+TOKEN_KINDS: Final = ("input_uncached", "cache_read", "cache_write", "output")
+# llmcost.cache.savings is a monotonic counter, so a call's net cache effect goes to
+# "saving" when positive and to "premium" when negative: net = saving - premium.
+LLMCOST_CACHE_EFFECT: Final = "llmcost.cache.effect"
+CACHE_EFFECT_SAVING: Final = "saving"
+CACHE_EFFECT_PREMIUM: Final = "premium"
+
+# Bucket advisories. Token and duration buckets are the semantic-convention ones.
+TOKEN_BUCKETS: Final = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576,
+                        4194304, 16777216, 67108864)
+DURATION_BUCKETS: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12,
+                           10.24, 20.48, 40.96, 81.92)
+# Log-spaced USD buckets (1-2-5 per decade, 1e-6 … 100) so p99 of a cheap call is visible.
+COST_BUCKETS: Final = tuple(
+    float(f"{m}e{e}") for e in range(-6, 2) for m in (1, 2, 5)
+) + (100.0,)
+
+# --- Environment variables ---------------------------------------------------------
+ENV_PRICES_FILE: Final = "LLMCOST_PRICES_FILE"
+ENV_STREAM_USAGE: Final = "LLMCOST_STREAM_USAGE"
+ENV_CAPTURE_CONTENT_STD: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+
+# --- Entry points ------------------------------------------------------------------
+ENTRY_POINT_GROUP_INSTRUMENTOR: Final = "opentelemetry_instrumentor"
+ENTRY_POINT_OPENAI: Final = "llmcost_openai"
+ENTRY_POINT_ANTHROPIC: Final = "llmcost_anthropic"
+
+INSTRUMENTATION_SCOPE: Final = "otel_llmcost"

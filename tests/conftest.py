@@ -1,0 +1,124 @@
+"""Shared fixtures: a real stand-in provider over HTTP and in-memory OTel pipelines."""
+
+from __future__ import annotations
+
+import gc
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import pytest
+from opentelemetry.sdk.metrics import (
+    Counter, Histogram, MeterProvider, ObservableCounter, ObservableGauge,
+    ObservableUpDownCounter, UpDownCounter)
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_llmcost import tokens
+from otel_llmcost.demo.provider import StandInProvider
+from otel_llmcost.instrumentation import AnthropicInstrumentor, OpenAIInstrumentor
+
+_DELTA = {k: AggregationTemporality.DELTA for k in (
+    Counter, UpDownCounter, Histogram, ObservableCounter, ObservableUpDownCounter,
+    ObservableGauge)}
+
+
+@dataclass
+class Telemetry:
+    """What the instrumentation emitted during one test."""
+
+    spans: InMemorySpanExporter
+    reader: InMemoryMetricReader
+
+    def finished(self) -> list[ReadableSpan]:
+        gc.collect()  # streams abandoned by a test end on garbage collection
+        return list(self.spans.get_finished_spans())
+
+    def span(self) -> ReadableSpan:
+        spans = self.finished()
+        assert len(spans) == 1, [s.name for s in spans]
+        return spans[0]
+
+    def metric_points(self) -> dict[str, list[Any]]:
+        """Data points per metric name, collected since the previous call (delta)."""
+        points: dict[str, list[Any]] = defaultdict(list)
+        data = self.reader.get_metrics_data()
+        for rm in data.resource_metrics if data else ():
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    points[metric.name].extend(metric.data.data_points)
+        return points
+
+    def sums(self, name: str, by: str) -> dict[str, float]:
+        """Counter values summed per value of attribute ``by``."""
+        out: dict[str, float] = defaultdict(float)
+        for point in self.metric_points()[name]:
+            out[point.attributes.get(by, "")] += point.value
+        return dict(out)
+
+
+@pytest.fixture(scope="session")
+def _pipeline() -> Iterator[Telemetry]:
+    exporter = InMemorySpanExporter()
+    reader = InMemoryMetricReader(preferred_temporality=_DELTA)
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    meter_provider = MeterProvider(metric_readers=[reader])
+    OpenAIInstrumentor().instrument(tracer_provider=tracer_provider,
+                                    meter_provider=meter_provider)
+    AnthropicInstrumentor().instrument(tracer_provider=tracer_provider,
+                                       meter_provider=meter_provider)
+    assert tokens.wait_ready(60), "the bundled offline tiktoken encoding must load"
+    yield Telemetry(exporter, reader)
+    OpenAIInstrumentor().uninstrument()
+    AnthropicInstrumentor().uninstrument()
+
+
+@pytest.fixture
+def telemetry(_pipeline: Telemetry) -> Telemetry:
+    gc.collect()
+    _pipeline.spans.clear()
+    _pipeline.reader.get_metrics_data()  # reset the delta window
+    return _pipeline
+
+
+@pytest.fixture(scope="session")
+def provider() -> Iterator[StandInProvider]:
+    with StandInProvider() as server:
+        yield server
+
+
+@pytest.fixture
+def openai_client(provider: StandInProvider) -> Any:
+    import openai
+    return openai.OpenAI(base_url=provider.openai_base_url, api_key="test-key", max_retries=0,
+                         timeout=10)
+
+
+@pytest.fixture
+def async_openai_client(provider: StandInProvider) -> Any:
+    import openai
+    return openai.AsyncOpenAI(base_url=provider.openai_base_url, api_key="test-key",
+                              max_retries=0, timeout=10)
+
+
+@pytest.fixture
+def anthropic_client(provider: StandInProvider) -> Any:
+    import anthropic
+    return anthropic.Anthropic(base_url=provider.anthropic_base_url, api_key="test-key",
+                               max_retries=0, timeout=10)
+
+
+@pytest.fixture
+def async_anthropic_client(provider: StandInProvider) -> Any:
+    import anthropic
+    return anthropic.AsyncAnthropic(base_url=provider.anthropic_base_url, api_key="test-key",
+                                    max_retries=0, timeout=10)
+
+
+def scenario(**keys: Any) -> dict[str, dict[str, str]]:
+    """``extra_headers`` that tell the stand-in provider what to answer."""
+    import json
+    return {"extra_headers": {"x-standin-scenario": json.dumps(keys)}}
