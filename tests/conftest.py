@@ -31,6 +31,7 @@ class Telemetry:
 
     spans: InMemorySpanExporter
     reader: InMemoryMetricReader
+    providers: dict[str, Any]
 
     def finished(self) -> list[ReadableSpan]:
         gc.collect()  # streams abandoned by a test end on garbage collection
@@ -66,12 +67,11 @@ def _pipeline() -> Iterator[Telemetry]:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     meter_provider = MeterProvider(metric_readers=[reader])
-    OpenAIInstrumentor().instrument(tracer_provider=tracer_provider,
-                                    meter_provider=meter_provider)
-    AnthropicInstrumentor().instrument(tracer_provider=tracer_provider,
-                                       meter_provider=meter_provider)
+    providers = {"tracer_provider": tracer_provider, "meter_provider": meter_provider}
+    OpenAIInstrumentor().instrument(**providers)
+    AnthropicInstrumentor().instrument(**providers)
     assert tokens.wait_ready(60), "the bundled offline tiktoken encoding must load"
-    yield Telemetry(exporter, reader)
+    yield Telemetry(exporter, reader, providers)
     OpenAIInstrumentor().uninstrument()
     AnthropicInstrumentor().uninstrument()
 

@@ -29,6 +29,7 @@ class AnthropicInstrumentor(LLMInstrumentor):
     entry_point = sc.ENTRY_POINT_ANTHROPIC
     targets = _anthropic.TARGETS
     retry_module = _anthropic.RETRY_MODULE
+    builtin_tracing = _anthropic.BUILTIN_TRACING
 
 
 __all__ = ["AnthropicInstrumentor", "OpenAIInstrumentor"]

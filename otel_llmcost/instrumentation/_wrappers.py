@@ -11,13 +11,14 @@ import inspect
 import logging
 import os
 from importlib import metadata
+from importlib.util import find_spec
 from typing import Any, Callable, Collection, Protocol
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 from wrapt import wrap_function_wrapper
 
-from otel_llmcost import _faults, semconv as sc, tokens
+from otel_llmcost import _faults, pricing, semconv as sc, tokens
 from otel_llmcost.instrumentation._streams import (
     AsyncRawResponseProxy, AsyncStreamProxy, RawResponseProxy, StreamManagerProxy,
     StreamProxy)
@@ -190,6 +191,8 @@ class LLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     entry_point: str = ""
     targets: tuple[Target, ...] = ()
     retry_module: str = ""
+    # An SDK that traces its own calls: (module that implements it, env var that turns it off).
+    builtin_tracing: tuple[str, str] | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return (f"{self.package} >= {self.min_version}",)
@@ -197,7 +200,10 @@ class LLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _instrument(self, **kwargs: Any) -> None:
         tel = _telemetry(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
         tokens.start_loading()
+        pricing.preload()
         _warn_about_other_instrumentations(self.package, self.entry_point)
+        if self.builtin_tracing:
+            _warn_about_builtin_tracing(self.package, self.entry_point, *self.builtin_tracing)
         self._patched: list[tuple[str, str]] = []
         for target in self.targets:
             if target.stream_manager:
@@ -242,3 +248,14 @@ def _warn_about_other_instrumentations(package: str, ours: str) -> None:
             "keep the other one with OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=%s.",
             dist, package, ep.name, ep.name, ours)
 
+
+
+def _warn_about_builtin_tracing(package: str, ours: str, module: str, env: str) -> None:
+    """Newer SDKs (anthropic 2.x) emit their own span per call, nested under ours."""
+    if os.environ.get(env, "").strip().lower() == "false" or find_spec(module) is None:
+        return
+    _LOG.warning(
+        "otel-llmcost: the %s SDK traces its own calls, so each call also gets a child span "
+        "that repeats the token counts (without cost). Keep only otel-llmcost's span with "
+        "%s=false, or only the SDK's (and lose cost) with "
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=%s.", package, env, ours)

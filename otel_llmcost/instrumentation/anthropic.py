@@ -33,16 +33,21 @@ def _texts(kwargs: dict[str, Any]) -> Iterable[str]:
                         if isinstance(b, dict) and isinstance(b.get("text"), str))
 
 
-def _usage(u: Any, output_tokens: int | None = None, estimated: bool = False) -> Usage:
-    read = getattr(u, "cache_read_input_tokens", None) or 0
-    write = getattr(u, "cache_creation_input_tokens", None) or 0
+_DELTA_COUNTS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+                 "output_tokens")
+
+
+def _usage(u: Any, final: dict[str, int] | None = None, estimated: bool = False) -> Usage:
+    """Normalise an Anthropic usage block; ``final`` holds a stream's closing counts."""
+    counts = {k: final[k] if final and k in final else getattr(u, k, None) or 0
+              for k in _DELTA_COUNTS}
+    read, write = counts["cache_read_input_tokens"], counts["cache_creation_input_tokens"]
     split = getattr(u, "cache_creation", None)
     write_1h = (getattr(split, "ephemeral_1h_input_tokens", None) or 0) if split else 0
     return Usage(
-        input_tokens=(u.input_tokens or 0) + read + write,
-        output_tokens=(u.output_tokens or 0) if output_tokens is None else output_tokens,
-        cache_read_tokens=read, cache_write_tokens=write, cache_write_1h_tokens=write_1h,
-        estimated=estimated)
+        input_tokens=counts["input_tokens"] + read + write, output_tokens=counts["output_tokens"],
+        cache_read_tokens=read, cache_write_tokens=write,
+        cache_write_1h_tokens=min(write_1h, write), estimated=estimated)
 
 
 def _text(content: Any) -> str:
@@ -74,14 +79,19 @@ class MessagesAdapter:
 
 
 class MessagesAccumulator:
-    """Reads raw message stream events."""
+    """Reads raw message stream events.
 
-    __slots__ = ("_message", "_usage", "_output_tokens", "_stop", "_parts")
+    ``message_start`` gives the input usage (with the 5m/1h cache-write split);
+    ``message_delta`` gives the final, cumulative output count and, on newer APIs, final
+    input counts (without the split), which replace the start's when present.
+    """
+
+    __slots__ = ("_message", "_usage", "_final", "_stop", "_parts")
 
     def __init__(self) -> None:
         self._message: Any = None
         self._usage: Any = None
-        self._output_tokens: int | None = None  # from message_delta: final and cumulative
+        self._final: dict[str, int] = {}
         self._stop: str | None = None
         self._parts: list[str] = []
 
@@ -97,21 +107,20 @@ class MessagesAccumulator:
         elif kind == "message_delta":
             usage = event.usage
             if usage is not None:
-                self._output_tokens = usage.output_tokens
-                if getattr(usage, "input_tokens", None) is not None:  # newer API: final input
-                    self._usage = usage
+                self._final = {k: v for k in _DELTA_COUNTS
+                               if (v := getattr(usage, k, None)) is not None}
             self._stop = getattr(event.delta, "stop_reason", None) or self._stop
         return False
 
     def reply(self) -> Reply:
-        message, usage = self._message, self._usage
-        text = "".join(self._parts)
+        message, usage, final = self._message, self._usage, self._final
         if usage is None:  # not even message_start: everything is an estimate
-            return Reply(output_text=text)
-        if self._output_tokens is None:  # stream ended early: output is an estimate
-            parsed = _usage(usage, tokens.count(text), estimated=True)
-        else:
-            parsed = _usage(usage, self._output_tokens)
+            return Reply(output_text="".join(self._parts))
+        if "output_tokens" in final:
+            parsed = _usage(usage, final)
+        else:  # the stream ended early: the output count is an estimate
+            parsed = _usage(usage, {"output_tokens": tokens.count("".join(self._parts))},
+                            estimated=True)
         return Reply(
             model=message.model, id=message.id,
             finish_reasons=(self._stop,) if self._stop else None, usage=parsed,
@@ -129,3 +138,5 @@ TARGETS = (
     Target(_MODULE, "AsyncMessages.stream", _MESSAGES, is_async=True, stream_manager=True),
 )
 RETRY_MODULE = "anthropic._base_client"
+# anthropic >= 2 traces its calls itself unless this env var is "false".
+BUILTIN_TRACING = ("anthropic._tracing", "ANTHROPIC_OPEN_TELEMETRY")

@@ -1,0 +1,1 @@
+"""Demo and test helpers: a local stand-in for the OpenAI and Anthropic HTTP APIs."""

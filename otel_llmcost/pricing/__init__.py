@@ -1,0 +1,186 @@
+"""Turns a `Usage` into USD. Public surface: `Cost`, `PriceBook`, `price`.
+
+List prices come from the genai-prices data bundled in its wheel (never downloaded),
+overridden by an optional local file (see ``_overrides``), adjusted by service tier (see
+``_tiers``). Each (provider, model) is compiled once into float rates, so pricing a call
+is a dict lookup plus arithmetic.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+
+from otel_llmcost.pricing._bounded import BoundedCache
+from otel_llmcost.pricing._listprices import list_rates, list_version
+from otel_llmcost.pricing._overrides import Overrides, load
+from otel_llmcost.pricing._rates import Rates
+from otel_llmcost.pricing._tiers import tier_multiplier
+from otel_llmcost.semconv import (ENV_PRICES_FILE, SOURCE_LOCAL, SOURCE_PROVIDER,
+                                  STATUS_ESTIMATED, STATUS_EXACT, STATUS_UNKNOWN)
+from otel_llmcost.usage import Usage
+
+__all__ = ("Cost", "PriceBook", "preload", "price")
+
+_log = logging.getLogger(__name__)
+
+# Distinct (provider, model) pairs kept compiled; unknown ones are cached apart so a flood of
+# unknown names cannot evict the known models.
+_CACHE_SIZE = 1024
+
+_Parts = tuple[float, float, float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """The price of one call, in USD.
+
+    ``amount`` is None when the model is unknown: an unknown model is never priced $0.
+    ``input`` (uncached input), ``cache_read``, ``cache_write`` and ``output`` add up to
+    ``amount``. ``savings`` is what cache reads saved minus the cache-write premium paid
+    (negative when writes cost more than reads saved).
+    """
+
+    amount: float | None
+    input: float | None
+    cache_read: float | None
+    cache_write: float | None
+    output: float | None
+    savings: float | None
+    status: str
+    source: str
+    version: str
+
+
+class PriceBook:
+    """Prices calls from list prices plus an optional override file.
+
+    Separate from the module-level ``price()`` so tests and multi-tenant apps can hold
+    books with different overrides. Construction is cheap and raises ``ValueError`` if the
+    override file is unreadable or invalid.
+    """
+
+    def __init__(self, overrides_path: str | None = None) -> None:
+        self._overrides = load(overrides_path) if overrides_path else Overrides([], [], "")
+        self.version: str = list_version() + (
+            f"+overrides:{self._overrides.digest}" if overrides_path else "")
+        self._known: BoundedCache[tuple[str, str | None], Rates] = BoundedCache(_CACHE_SIZE)
+        self._unknown: BoundedCache[tuple[str, str | None], None] = BoundedCache(_CACHE_SIZE)
+        self._unknown_cost = Cost(None, None, None, None, None, None, STATUS_UNKNOWN,
+                                  SOURCE_LOCAL, self.version)
+
+    def price(self, provider: str, model: str | None, usage: Usage, *,
+              service_tier: str | None = None, provider_cost: float | None = None) -> Cost:
+        """Cost of one call; ``provider_cost`` (a cost the response reported) wins over ours."""
+        key = (provider, model)
+        rates = self._known.get(key)
+        if rates is None and key not in self._unknown:
+            rates = self._compile(provider, model)
+        if rates is None:
+            if provider_cost is None:
+                return self._unknown_cost
+            return Cost(provider_cost, None, None, None, None, None, STATUS_EXACT,
+                        SOURCE_PROVIDER, self.version)
+        multiplier, tier_estimated = tier_multiplier(provider, service_tier, rates.model_id)
+        parts = _parts(rates, usage, multiplier)
+        amount = parts[0] + parts[1] + parts[2] + parts[3]
+        if provider_cost is not None:
+            return _reported(provider_cost, amount, parts, self.version)
+        status = STATUS_ESTIMATED if usage.estimated or tier_estimated else STATUS_EXACT
+        return Cost(amount, *parts, status, SOURCE_LOCAL, self.version)
+
+    def _compile(self, provider: str, model: str | None) -> Rates | None:
+        rates = None if model is None else self._rates(provider, model)
+        if rates is None:
+            self._unknown.add((provider, model), None)
+        else:
+            self._known.add((provider, model), rates)
+        return rates
+
+    def _rates(self, provider: str, model: str) -> Rates | None:
+        rates = self._overrides.rates(provider, model) or list_rates(provider, model)
+        factor = self._overrides.factor(provider, model)
+        return rates.scaled(factor) if rates is not None and factor != 1.0 else rates
+
+
+def _parts(rates: Rates, usage: Usage, multiplier: float) -> _Parts:
+    """(input, cache_read, cache_write, output, savings) in USD."""
+    band = rates.band(usage.input_tokens)
+    read = usage.cache_read_tokens
+    write_1h = usage.cache_write_1h_tokens
+    write = ((usage.cache_write_tokens - write_1h) * band.cache_write_5m
+             + write_1h * band.cache_write_1h)
+    # What reads saved against the input rate, minus the premium writes paid over it.
+    savings = (read * (band.input - band.cache_read)
+               - (write - usage.cache_write_tokens * band.input))
+    return (usage.uncached_input_tokens * band.input * multiplier,
+            read * band.cache_read * multiplier,
+            write * multiplier,
+            usage.output_tokens * band.output * multiplier,
+            savings * multiplier)
+
+
+def _reported(provider_cost: float, amount: float, parts: _Parts, version: str) -> Cost:
+    """The provider's amount, split in the proportions of our own breakdown."""
+    if amount == 0 and provider_cost != 0:  # we priced it at 0: no proportions to split by
+        return Cost(provider_cost, None, None, None, None, None, STATUS_EXACT, SOURCE_PROVIDER,
+                    version)
+    scale = provider_cost / amount if amount else 0.0
+    input_, read, write, output, savings = (part * scale for part in parts)
+    return Cost(provider_cost, input_, read, write, output, savings, STATUS_EXACT,
+                SOURCE_PROVIDER, version)
+
+
+_default_book: PriceBook | None = None
+_default_lock = threading.Lock()
+
+
+def _default() -> PriceBook:
+    """The process-wide book, built on first use so importing never reads files.
+
+    A broken override file must not take the app down: it is logged once and list prices
+    are used.
+    """
+    global _default_book
+    if _default_book is not None:
+        return _default_book
+    with _default_lock:
+        if _default_book is None:
+            path = os.environ.get(ENV_PRICES_FILE)
+            try:
+                _default_book = PriceBook(path)
+            except ValueError as exc:
+                _log.error("ignoring %s, using list prices only: %s", ENV_PRICES_FILE, exc)
+                _default_book = PriceBook()
+        return _default_book
+
+
+def price(provider: str, model: str | None, usage: Usage, *, service_tier: str | None = None,
+          provider_cost: float | None = None) -> Cost:
+    """Cost of one call, from the default book (overrides from ``LLMCOST_PRICES_FILE``).
+
+    ``provider`` is the ``gen_ai.provider.name`` value; ``service_tier`` the tier the
+    response reports; ``provider_cost`` a cost the response reports itself (e.g. OpenRouter).
+    """
+    return (_default_book or _default()).price(provider, model, usage, service_tier=service_tier,
+                                               provider_cost=provider_cost)
+
+
+def preload() -> None:
+    """Import the price data and build the default book on a daemon thread.
+
+    Called at instrument time so the first priced call does not pay genai-prices' import
+    (~170 ms) on the request path. Idempotent; never raises.
+    """
+    threading.Thread(target=_preload, name="otel-llmcost-prices", daemon=True).start()
+
+
+def _preload() -> None:
+    try:
+        import genai_prices.data  # noqa: F401 - the import is the point
+
+        _default()
+    except Exception:  # noqa: BLE001 - pricing falls back to lazy loading on first use
+        _log.warning("otel-llmcost: price data preload failed", exc_info=True)

@@ -1,0 +1,27 @@
+"""A dict with a size limit, for caches keyed by model names that come from traffic."""
+
+from __future__ import annotations
+
+import threading
+from typing import TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class BoundedCache(dict[K, V]):
+    """Forgets its oldest entry once full, so arbitrary model names cannot grow memory.
+
+    Reads are plain ``dict`` reads (lock-free, fast); only ``add`` takes a lock.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__()
+        self.maxsize = maxsize
+        self._lock = threading.Lock()
+
+    def add(self, key: K, value: V) -> None:
+        with self._lock:
+            if key not in self and len(self) >= self.maxsize:
+                del self[next(iter(self))]
+            self[key] = value
