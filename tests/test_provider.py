@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 import anthropic
-import httpx2
 import openai
 import pytest
 from pydantic import BaseModel
@@ -21,6 +20,9 @@ from pydantic import BaseModel
 from otel_llmcost.demo.provider import MAX_RECORDED_REQUESTS, SCENARIO_HEADER, Scenario, StandInProvider
 
 USER = [{"role": "user", "content": "What is the capital of France?"}]  # 30 chars -> 7 tokens
+# A cut stream surfaces as the transport's error (httpx or httpx2) or, in openai 3.x,
+# wrapped in APIConnectionError.
+CUT_STREAM = "peer closed connection|Connection error"
 WORDS = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et"
 
 
@@ -513,7 +515,7 @@ def test_openai_stream_error_mid_iteration(openai_client: openai.OpenAI) -> None
     stream = openai_client.chat.completions.create(
         model="m", messages=USER, stream=True, extra_headers=Scenario(stream_error_after=2).headers()
     )
-    with pytest.raises(openai.APIConnectionError):
+    with pytest.raises(Exception, match=CUT_STREAM):
         for chunk in stream:
             received.append(chunk.choices[0].delta.content)
 
@@ -522,7 +524,7 @@ def test_openai_stream_error_mid_iteration(openai_client: openai.OpenAI) -> None
 
 async def test_openai_responses_stream_error_after_all_content(async_openai_client: openai.AsyncOpenAI) -> None:
     received = []
-    with pytest.raises(openai.APIConnectionError):
+    with pytest.raises(Exception, match=CUT_STREAM):
         async with async_openai_client.responses.stream(
             model="m", input="hi", extra_headers=Scenario(chunks=2, stream_error_after=5).headers()
         ) as stream:
@@ -535,7 +537,7 @@ async def test_openai_responses_stream_error_after_all_content(async_openai_clie
 
 def test_anthropic_stream_error_mid_iteration(anthropic_client: anthropic.Anthropic) -> None:
     received = []
-    with pytest.raises(httpx2.RemoteProtocolError):  # the anthropic SDK does not wrap it in APIConnectionError
+    with pytest.raises(Exception, match=CUT_STREAM):  # anthropic does not wrap it in APIConnectionError
         with anthropic_client.messages.stream(
             model="c", max_tokens=8, messages=USER, extra_headers=Scenario(stream_error_after=3).headers()
         ) as stream:

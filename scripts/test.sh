@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Sets up everything and runs the whole test suite, on a fresh machine or a dev box.
+# The suite runs twice: against the current SDK majors and against the previous ones.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+
+status=0
+for sdk in current legacy; do
+    venv=".venv/test-$sdk"
+    if [ ! -x "$venv/bin/python" ]; then
+        "$PYTHON" -m venv "$venv"
+    fi
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        -r "tests/requirements/$sdk.txt" -e .
+    echo "== tests with $(grep -E '^(openai|anthropic)==' "tests/requirements/$sdk.txt" | paste -sd' ')"
+    "$venv/bin/python" -m pytest tests -q -p no:cacheprovider "$@" || status=$?
+done
+exit "$status"
