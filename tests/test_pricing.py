@@ -1,16 +1,24 @@
 """Pricing tests against hand-computed USD.
 
 Expected values are written from LIST PRICES (USD per million tokens) copied once from
-genai-prices 0.2.3's bundled data and OpenAI's priority-processing page:
+genai-prices 0.2.3's bundled data, standard prices and the tier variants (``price_variants``)
+in force since 2026-10:
 
   gpt-4o             2.50 in / 1.25 cached / 10 out          priority 4.25 / 2.125 / 17
+                                                             batch 1.25 / (none: 1.25) / 5
+                                                             (no flex variant)
   gpt-5              1.25 in / 0.125 cached / 10 out         priority 2.50 / 0.25 / 20
-  gpt-5-nano         0.05 in / 0.005 cached / 0.40 out       (no published priority price)
+  gpt-5-nano         0.05 in / 0.005 cached / 0.40 out       (no priority variant)
+  gpt-5.4            2.50 in / 0.25 cached / 15 out          priority 5 / 0.50 / 30, flat
+                     above 272k input: 5 / 0.50 / 22.5
   o3                 2.00 in / 0.50 cached / 8 out
-  o4-mini            1.10 in / 0.275 cached / 4.40 out       priority 2.00 / 0.50 / 8
+  o4-mini            1.10 in / 0.275 cached / 4.40 out       priority and fast 2.00 / 0.50 / 8
+                                                             flex 0.55 / 0.138 / 2.20
+                                                             batch 0.55 / (none: 0.275) / 2.20
   claude-sonnet-4-5  3 in / 15 out / 0.30 read / 3.75 5m write / 6 1h write
-                     above 200k input: 6 / 22.5 / 0.60 / 7.5 / 12
-  claude-haiku-4-5   1 in / 5 out / 0.10 read / 1.25 5m write / 2 1h write
+                     above 200k input: 6 / 22.5 / 0.60 / 7.5 / 12     batch: all halved
+  claude-haiku-4-5   1 in / 5 out / 0.10 read / 1.25 5m write / 2 1h write   batch: all halved
+  claude-3-7-sonnet  3 in / 15 out / 0.30 read                (no batch variant)
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import genai_prices
 import pytest
 import yaml
 from genai_prices.data_snapshot import get_snapshot
-from genai_prices.types import ModelPrice, Provider
+from genai_prices.types import ModelInfo, ModelPrice, Provider
 
 import otel_llmcost.pricing as pricing
 from otel_llmcost.pricing import Cost, PriceBook, price
@@ -160,8 +168,64 @@ def test_anthropic_batch_hand_computed(book: PriceBook) -> None:
     assert_cost(cost, input=1000 * 0.5 * M, output=100 * 2.5 * M)
 
 
+# o4-mini's variants in genai-prices 0.2.3 (USD/MTok, input / cached input / output):
+#   standard 1.10 / 0.275 / 4.40, flex 0.55 / 0.138 / 2.20, priority and fast 2.00 / 0.50 / 8,
+#   batch 0.55 / (not set: the standard 0.275) / 2.20.
+# Flex cached (0.138, not 0.1375) and batch cached (not halved) show the data, not a
+# multiplier, is used.
+@pytest.mark.parametrize(("tier", "input_mtok", "cached_mtok", "output_mtok"), [
+    ("flex", 0.55, 0.138, 2.2),
+    ("batch", 0.55, 0.275, 2.2),
+    ("priority", 2.0, 0.5, 8.0),
+    ("fast", 2.0, 0.5, 8.0),
+])
+def test_tier_variant_from_data(book: PriceBook, tier: str, input_mtok: float,
+                                cached_mtok: float, output_mtok: float) -> None:
+    cost = book.price(OPENAI, "o4-mini", Usage(input_tokens=10_000, cache_read_tokens=4000,
+                                                output_tokens=1000), service_tier=tier)
+    assert_cost(cost, input=6000 * input_mtok * M, cache_read=4000 * cached_mtok * M,
+                output=1000 * output_mtok * M, savings=4000 * (input_mtok - cached_mtok) * M)
+    assert cost.status == STATUS_EXACT
+
+
+def test_gpt4o_batch_cached_input_keeps_standard_rate(book: PriceBook) -> None:
+    # Data: batch 1.25 in / 5 out, no cached price, so the standard 1.25 (not 0.625) applies.
+    cost = book.price(OPENAI, "gpt-4o", Usage(input_tokens=1000, cache_read_tokens=400,
+                                               output_tokens=100), service_tier="batch")
+    assert_cost(cost, input=600 * 1.25 * M, cache_read=400 * 1.25 * M, output=100 * 5 * M)
+    assert cost.status == STATUS_EXACT
+
+
+def test_priority_variant_without_long_context_surcharge(book: PriceBook) -> None:
+    # gpt-5.4 priority is flat 5 / 0.50 / 30 in the data; 2x the >272k standard would be 10/1/45.
+    cost = book.price(OPENAI, "gpt-5.4", Usage(input_tokens=300_000, cache_read_tokens=100_000,
+                                                output_tokens=1000), service_tier="priority")
+    assert_cost(cost, input=200_000 * 5 * M, cache_read=100_000 * 0.5 * M,
+                output=1000 * 30 * M, savings=100_000 * 4.5 * M)
+
+
+@pytest.mark.parametrize(("provider", "model", "tier"), [
+    (OPENAI, "gpt-4o", "flex"),  # no flex variant for gpt-4o: fallback 0.5x
+    (ANTHROPIC, "claude-3-7-sonnet-latest", "batch"),  # no batch variant: fallback 0.5x
+])
+def test_tier_without_variant_uses_fallback_multiplier(book: PriceBook, provider: str,
+                                                       model: str, tier: str) -> None:
+    usage = Usage(input_tokens=1000, cache_read_tokens=400, output_tokens=100)
+    cost = book.price(provider, model, usage, service_tier=tier)
+    assert close(cost.amount, 0.5 * (book.price(provider, model, usage).amount or 0.0))
+    assert cost.status == STATUS_EXACT
+
+
+def test_reseller_gets_no_tier_variants(book: PriceBook) -> None:
+    # Azure borrows OpenAI's gpt-4o prices but not its tiers (as genai-prices' calc_price).
+    usage = Usage(input_tokens=1000, output_tokens=100)
+    cost = book.price("azure", "gpt-4o", usage, service_tier="priority")
+    assert close(cost.amount, 1000 * 2.5 * M + 100 * 10 * M)
+    assert cost.status == STATUS_ESTIMATED
+
+
 @pytest.mark.parametrize(("model", "input_mtok", "output_mtok"), [
-    ("o4-mini", 2.0, 8.0),  # published priority prices, ~1.82x standard
+    ("o4-mini", 2.0, 8.0),  # priority variants, ~1.82x standard
     ("gpt-5", 2.5, 20.0),   # 2x
     ("gpt-4o-2024-08-06", 4.25, 17.0),  # 1.7x, dated id
 ])
@@ -174,9 +238,11 @@ def test_priority_known_model(book: PriceBook, model: str, input_mtok: float,
 
 
 def test_priority_unpublished_model_is_estimated_at_double(book: PriceBook) -> None:
-    cost = book.price(OPENAI, "gpt-5-nano", Usage(input_tokens=1000, output_tokens=100),
-                      service_tier="priority")
-    assert_cost(cost, input=2 * 1000 * 0.05 * M, output=2 * 100 * 0.4 * M)
+    # gpt-5-nano has no priority variant: fallback 2 x (0.05 in / 0.005 cached / 0.40 out).
+    cost = book.price(OPENAI, "gpt-5-nano", Usage(input_tokens=1000, cache_read_tokens=200,
+                                                   output_tokens=100), service_tier="priority")
+    assert_cost(cost, input=800 * 0.1 * M, cache_read=200 * 0.01 * M, output=100 * 0.8 * M,
+                savings=200 * 0.09 * M)
     assert cost.status == STATUS_ESTIMATED
 
 
@@ -261,21 +327,35 @@ def test_components_add_up(book: PriceBook, provider: str, model: str, usage: Us
 
 # --- consistency with genai-prices itself ----------------------------------------------
 
-@pytest.mark.parametrize(("provider", "model", "usage"), [
+BATCH = {"processing": "batch"}
+LONG_SONNET = Usage(input_tokens=200_001, cache_read_tokens=5, cache_write_tokens=70,
+                    cache_write_1h_tokens=30, output_tokens=9)
+
+
+@pytest.mark.parametrize(("provider", "model", "usage", "tier", "context"), [
     (OPENAI, "gpt-4o-2024-08-06", Usage(input_tokens=1234, cache_read_tokens=1000,
-                                        output_tokens=56)),
+                                        output_tokens=56), None, None),
     (ANTHROPIC, SONNET, Usage(input_tokens=199_999, cache_read_tokens=5, cache_write_tokens=70,
-                              cache_write_1h_tokens=30, output_tokens=9)),
-    (ANTHROPIC, SONNET, Usage(input_tokens=200_001, cache_read_tokens=5, cache_write_tokens=70,
-                              cache_write_1h_tokens=30, output_tokens=9)),
+                              cache_write_1h_tokens=30, output_tokens=9), None, None),
+    (ANTHROPIC, SONNET, LONG_SONNET, None, None),
+    (ANTHROPIC, SONNET, LONG_SONNET, "batch", BATCH),
+    (OPENAI, "gpt-4o", Usage(input_tokens=1234, cache_read_tokens=1000, output_tokens=56),
+     "batch", BATCH),
+    (OPENAI, "o4-mini", Usage(input_tokens=1234, cache_read_tokens=1000, output_tokens=56),
+     "flex", {"service_tier": "flex"}),
+    (OPENAI, "gpt-5.4", Usage(input_tokens=300_000, cache_read_tokens=1000, output_tokens=56),
+     "priority", {"service_tier": "priority"}),
 ])
 def test_matches_genai_prices_calc_price(book: PriceBook, provider: str, model: str,
-                                         usage: Usage) -> None:
+                                         usage: Usage, tier: str | None,
+                                         context: dict[str, str] | None) -> None:
     reference = genai_prices.calc_price(genai_prices.Usage(
         input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
         cache_read_tokens=usage.cache_read_tokens, cache_write_tokens=usage.cache_write_tokens,
-        cache_write_1h_tokens=usage.cache_write_1h_tokens), model, provider_id=provider)
-    assert close(book.price(provider, model, usage).amount, float(reference.total_price))
+        cache_write_1h_tokens=usage.cache_write_1h_tokens), model, provider_id=provider,
+        price_context=context)
+    cost = book.price(provider, model, usage, service_tier=tier)
+    assert close(cost.amount, float(reference.total_price))
 
 
 # --- overrides ---------------------------------------------------------------------------
@@ -343,6 +423,24 @@ def test_override_discount_and_missing_cache_rates(overrides_file: Path) -> None
                 cache_write=200 * 1.25 * M + 100 * 2 * M, savings=-(200 * 0.25 + 100 * 1) * M)
     assert mine.status == STATUS_EXACT
     assert book.price(OPENAI, "gpt-4o", Usage(input_tokens=1000)).amount == 1000 * 2.5 * M
+
+
+def test_discount_applies_to_tier_variants(overrides_file: Path) -> None:
+    # Sonnet's batch variant (1.5 in / 7.5 out) with the 20% "claude-" discount.
+    cost = PriceBook(str(overrides_file)).price(
+        ANTHROPIC, SONNET, Usage(input_tokens=1000, output_tokens=100), service_tier="batch")
+    assert_cost(cost, input=1000 * 1.5 * 0.8 * M, output=100 * 7.5 * 0.8 * M)
+
+
+@pytest.mark.parametrize(("tier", "factor", "status"), [
+    ("flex", 0.5, STATUS_EXACT), ("priority", 2.0, STATUS_ESTIMATED),
+])
+def test_overridden_model_tiers_use_fallback(overrides_file: Path, tier: str, factor: float,
+                                             status: str) -> None:
+    cost = PriceBook(str(overrides_file)).price(
+        OPENAI, "acme-llama-70b", Usage(input_tokens=1000, output_tokens=100), service_tier=tier)
+    assert_cost(cost, input=1000 * 1 * factor * M, output=100 * 3 * factor * M)
+    assert cost.status == status
 
 
 def test_override_version_names_the_file(overrides_file: Path) -> None:
@@ -424,7 +522,7 @@ def test_cache_stays_bounded_for_many_unknown_models(book: PriceBook) -> None:
 
 def test_second_call_does_not_touch_genai_prices(book: PriceBook,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = {"calc_price": 0, "model_calc": 0, "find_model": 0}
+    calls = {"calc_price": 0, "model_calc": 0, "find_model": 0, "get_prices": 0}
 
     def counting(name: str, original):  # type: ignore[no-untyped-def]
         def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -435,11 +533,17 @@ def test_second_call_does_not_touch_genai_prices(book: PriceBook,
     monkeypatch.setattr(genai_prices, "calc_price", counting("calc_price", genai_prices.calc_price))
     monkeypatch.setattr(ModelPrice, "calc_price", counting("model_calc", ModelPrice.calc_price))
     monkeypatch.setattr(Provider, "find_model", counting("find_model", Provider.find_model))
+    monkeypatch.setattr(ModelInfo, "get_prices", counting("get_prices", ModelInfo.get_prices))
     usage = Usage(input_tokens=1000, output_tokens=100)
 
-    first = book.price(OPENAI, "gpt-4o-2024-08-06", usage)
-    assert calls["find_model"] == 1  # compiled once, with genai-prices' matcher
-    second = book.price(OPENAI, "gpt-4o-2024-08-06", usage, service_tier="flex")
-    book.price(OPENAI, "gpt-4o-2024-08-06", usage)
-    assert calls == {"calc_price": 0, "model_calc": 0, "find_model": 1}
-    assert close(second.amount, 0.5 * (first.amount or 0.0))
+    first = book.price(OPENAI, "gpt-4o-2024-08-06", usage, service_tier="priority")
+    # Compiled once, with genai-prices' matcher, resolving every tier's variants at once.
+    assert calls["find_model"] == 1 and calls["get_prices"] > 1
+    compiled = dict(calls)
+    second = book.price(OPENAI, "gpt-4o-2024-08-06", usage, service_tier="priority")
+    flex = book.price(OPENAI, "gpt-4o-2024-08-06", usage, service_tier="flex")
+    standard = book.price(OPENAI, "gpt-4o-2024-08-06", usage)
+    assert calls == compiled and compiled["calc_price"] == compiled["model_calc"] == 0
+    assert second == first
+    assert_cost(first, input=1000 * 4.25 * M, output=100 * 17 * M)
+    assert close(flex.amount, 0.5 * (standard.amount or 0.0))

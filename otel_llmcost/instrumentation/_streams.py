@@ -37,13 +37,29 @@ def _observe(invocation: Invocation, accumulator: Accumulator, chunk: Any) -> bo
         return False
 
 
-class StreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
-    """Wraps a sync SSE stream (openai/anthropic ``Stream``)."""
+class _ObservingProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """What the sync and async stream proxies share: their invocation and how it ends."""
 
     def __init__(self, wrapped: Any, invocation: Invocation, accumulator: Accumulator) -> None:
         super().__init__(wrapped)
         self._self_invocation = invocation
         self._self_accumulator = accumulator
+
+    def _self_end(self, exc: BaseException | None = None) -> None:
+        _end(self._self_invocation, self._self_accumulator, exc)
+
+    def _self_observe(self, chunk: Any) -> bool:
+        return _observe(self._self_invocation, self._self_accumulator, chunk)
+
+    def __del__(self) -> None:
+        try:
+            self._self_end()
+        except Exception:  # noqa: BLE001, S110 - e.g. at interpreter shutdown: nothing to save
+            pass
+
+
+class StreamProxy(_ObservingProxy):
+    """Wraps a sync SSE stream (openai/anthropic ``Stream``)."""
 
     def __iter__(self) -> StreamProxy:
         return self
@@ -53,12 +69,12 @@ class StreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
             try:
                 chunk = self.__wrapped__.__next__()
             except StopIteration:
-                _end(self._self_invocation, self._self_accumulator, None)
+                self._self_end()
                 raise
             except BaseException as exc:
-                _end(self._self_invocation, self._self_accumulator, exc)
+                self._self_end(exc)
                 raise
-            if not _observe(self._self_invocation, self._self_accumulator, chunk):
+            if not self._self_observe(chunk):
                 return chunk
 
     def __enter__(self) -> StreamProxy:
@@ -69,25 +85,17 @@ class StreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         try:
             return self.__wrapped__.__exit__(*exc_info)
         finally:
-            _end(self._self_invocation, self._self_accumulator, None)
+            self._self_end()
 
     def close(self) -> None:
         try:
             self.__wrapped__.close()
         finally:
-            _end(self._self_invocation, self._self_accumulator, None)
-
-    def __del__(self) -> None:
-        _end(self._self_invocation, self._self_accumulator, None)
+            self._self_end()
 
 
-class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class AsyncStreamProxy(_ObservingProxy):
     """Wraps an async SSE stream (openai/anthropic ``AsyncStream``)."""
-
-    def __init__(self, wrapped: Any, invocation: Invocation, accumulator: Accumulator) -> None:
-        super().__init__(wrapped)
-        self._self_invocation = invocation
-        self._self_accumulator = accumulator
 
     def __aiter__(self) -> AsyncStreamProxy:
         return self
@@ -97,12 +105,12 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
             try:
                 chunk = await self.__wrapped__.__anext__()
             except StopAsyncIteration:
-                _end(self._self_invocation, self._self_accumulator, None)
+                self._self_end()
                 raise
             except BaseException as exc:
-                _end(self._self_invocation, self._self_accumulator, exc)
+                self._self_end(exc)
                 raise
-            if not _observe(self._self_invocation, self._self_accumulator, chunk):
+            if not self._self_observe(chunk):
                 return chunk
 
     async def __aenter__(self) -> AsyncStreamProxy:
@@ -113,16 +121,13 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         try:
             return await self.__wrapped__.__aexit__(*exc_info)
         finally:
-            _end(self._self_invocation, self._self_accumulator, None)
+            self._self_end()
 
     async def close(self) -> None:
         try:
             await self.__wrapped__.close()
         finally:
-            _end(self._self_invocation, self._self_accumulator, None)
-
-    def __del__(self) -> None:
-        _end(self._self_invocation, self._self_accumulator, None)
+            self._self_end()
 
 
 class RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[misc]
@@ -149,7 +154,10 @@ class RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[misc]
 
     def __del__(self) -> None:
         if self._self_parsed is None:  # never parsed: nothing more will be learned
-            self._self_invocation.end(None)
+            try:
+                self._self_invocation.end(None)
+            except Exception:  # noqa: BLE001, S110 - e.g. at interpreter shutdown
+                pass
 
 
 class AsyncRawResponseProxy(RawResponseProxy):

@@ -1,8 +1,9 @@
 """Turns a `Usage` into USD. Public surface: `Cost`, `PriceBook`, `price`.
 
 List prices come from the genai-prices data bundled in its wheel (never downloaded),
-overridden by an optional local file (see ``_overrides``), adjusted by service tier (see
-``_tiers``). Each (provider, model) is compiled once into float rates, so pricing a call
+overridden by an optional local file (see ``_overrides``); a call reporting a service tier
+is priced at the data's rates for that tier, or a fallback multiplier (see ``_tiers``).
+Each (provider, model) is compiled once into float rates for every tier, so pricing a call
 is a dict lookup plus arithmetic.
 """
 
@@ -14,10 +15,10 @@ import threading
 from dataclasses import dataclass
 
 from otel_llmcost.pricing._bounded import BoundedCache
-from otel_llmcost.pricing._listprices import list_rates, list_version
+from otel_llmcost.pricing._listprices import ListRates, list_rates, list_version
 from otel_llmcost.pricing._overrides import Overrides, load
 from otel_llmcost.pricing._rates import Rates
-from otel_llmcost.pricing._tiers import tier_multiplier
+from otel_llmcost.pricing._tiers import TierRates, tier_rates
 from otel_llmcost.semconv import (ENV_PRICES_FILE, SOURCE_LOCAL, SOURCE_PROVIDER,
                                   STATUS_ESTIMATED, STATUS_EXACT, STATUS_UNKNOWN)
 from otel_llmcost.usage import Usage
@@ -66,7 +67,7 @@ class PriceBook:
         self._overrides = load(overrides_path) if overrides_path else Overrides([], [], "")
         self.version: str = list_version() + (
             f"+overrides:{self._overrides.digest}" if overrides_path else "")
-        self._known: BoundedCache[tuple[str, str | None], Rates] = BoundedCache(_CACHE_SIZE)
+        self._known: BoundedCache[tuple[str, str | None], TierRates] = BoundedCache(_CACHE_SIZE)
         self._unknown: BoundedCache[tuple[str, str | None], None] = BoundedCache(_CACHE_SIZE)
         self._unknown_cost = Cost(None, None, None, None, None, None, STATUS_UNKNOWN,
                                   SOURCE_LOCAL, self.version)
@@ -75,37 +76,45 @@ class PriceBook:
               service_tier: str | None = None, provider_cost: float | None = None) -> Cost:
         """Cost of one call; ``provider_cost`` (a cost the response reported) wins over ours."""
         key = (provider, model)
-        rates = self._known.get(key)
-        if rates is None and key not in self._unknown:
-            rates = self._compile(provider, model)
-        if rates is None:
+        tiers = self._known.get(key)
+        if tiers is None and key not in self._unknown:
+            tiers = self._compile(provider, model)
+        if tiers is None:
             if provider_cost is None:
                 return self._unknown_cost
             return Cost(provider_cost, None, None, None, None, None, STATUS_EXACT,
                         SOURCE_PROVIDER, self.version)
-        multiplier, tier_estimated = tier_multiplier(provider, service_tier, rates.model_id)
-        parts = _parts(rates, usage, multiplier)
+        rates, tier_estimated = tiers.at(service_tier)
+        parts = _parts(rates, usage)
         amount = parts[0] + parts[1] + parts[2] + parts[3]
         if provider_cost is not None:
             return _reported(provider_cost, amount, parts, self.version)
         status = STATUS_ESTIMATED if usage.estimated or tier_estimated else STATUS_EXACT
         return Cost(amount, *parts, status, SOURCE_LOCAL, self.version)
 
-    def _compile(self, provider: str, model: str | None) -> Rates | None:
-        rates = None if model is None else self._rates(provider, model)
-        if rates is None:
+    def _compile(self, provider: str, model: str | None) -> TierRates | None:
+        tiers = None if model is None else self._rates(provider, model)
+        if tiers is None:
             self._unknown.add((provider, model), None)
         else:
-            self._known.add((provider, model), rates)
-        return rates
+            self._known.add((provider, model), tiers)
+        return tiers
 
-    def _rates(self, provider: str, model: str) -> Rates | None:
-        rates = self._overrides.rates(provider, model) or list_rates(provider, model)
+    def _rates(self, provider: str, model: str) -> TierRates | None:
+        """Override or list rates, discounted. Overridden prices have no tier variants."""
+        override = self._overrides.rates(provider, model)
+        listed = ListRates(override, {}) if override is not None else list_rates(provider, model)
+        if listed is None:
+            return None
+        standard, by_tier = listed
         factor = self._overrides.factor(provider, model)
-        return rates.scaled(factor) if rates is not None and factor != 1.0 else rates
+        if factor != 1.0:
+            standard = standard.scaled(factor)
+            by_tier = {tier: rates.scaled(factor) for tier, rates in by_tier.items()}
+        return tier_rates(provider, standard, by_tier)
 
 
-def _parts(rates: Rates, usage: Usage, multiplier: float) -> _Parts:
+def _parts(rates: Rates, usage: Usage) -> _Parts:
     """(input, cache_read, cache_write, output, savings) in USD."""
     band = rates.band(usage.input_tokens)
     read = usage.cache_read_tokens
@@ -115,11 +124,8 @@ def _parts(rates: Rates, usage: Usage, multiplier: float) -> _Parts:
     # What reads saved against the input rate, minus the premium writes paid over it.
     savings = (read * (band.input - band.cache_read)
                - (write - usage.cache_write_tokens * band.input))
-    return (usage.uncached_input_tokens * band.input * multiplier,
-            read * band.cache_read * multiplier,
-            write * multiplier,
-            usage.output_tokens * band.output * multiplier,
-            savings * multiplier)
+    return (usage.uncached_input_tokens * band.input, read * band.cache_read, write,
+            usage.output_tokens * band.output, savings)
 
 
 def _reported(provider_cost: float, amount: float, parts: _Parts, version: str) -> Cost:

@@ -33,7 +33,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -78,9 +78,8 @@ class Overrides:
 
     def rates(self, provider: str, model: str) -> Rates | None:
         """Overridden rates for the model, or None to use list prices."""
-        model = model.lower()
-        rule = _best(self._prices, provider.lower(), model)
-        return None if rule is None else replace(rule.value, model_id=model)
+        rule = _best(self._prices, provider.lower(), model.lower())
+        return None if rule is None else rule.value
 
     def factor(self, provider: str, model: str) -> float:
         """What the model's price is multiplied by (1 - negotiated discount)."""
@@ -117,7 +116,7 @@ def load(path: str) -> Overrides:
             discounts.append(_Rule(provider, model, prefix, discount))
         else:
             _check_keys(entry, _TARGET_KEYS | {*_PRICE_KEYS, _TIERS}, where)
-            rates = Rates(model, _band(provider, entry, where),
+            rates = Rates(_band(provider, entry, where),
                           _tiers(provider, entry.get(_TIERS, []), where))
             prices.append(_Rule(provider, model, prefix, rates))
     return Overrides(prices, discounts, hashlib.sha256(raw).hexdigest()[:8])

@@ -30,11 +30,10 @@ class Rates:
 
     ``tiers`` are long-context cliffs, highest threshold first: once a call's total
     input tokens exceed a threshold, every token of every class is priced at that band
-    (the model genai-prices and the providers use). ``model_id`` is the canonical id
-    (dated aliases resolved) that service-tier tables are keyed by.
+    (the model genai-prices and the providers use). Service tiers are a separate axis: a
+    model has one ``Rates`` per service tier (see ``_tiers``).
     """
 
-    model_id: str
     base: Band
     tiers: tuple[tuple[int, Band], ...] = ()
 
@@ -45,7 +44,7 @@ class Rates:
         return self.base
 
     def scaled(self, factor: float) -> Rates:
-        return Rates(self.model_id, self.base.scaled(factor),
+        return Rates(self.base.scaled(factor),
                      tuple((above, band.scaled(factor)) for above, band in self.tiers))
 
 
