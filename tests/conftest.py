@@ -43,13 +43,18 @@ class Telemetry:
         return spans[0]
 
     def metric_points(self) -> dict[str, list[Any]]:
-        """Data points per metric name, collected since the previous call (delta)."""
+        """Data points per metric name that moved since the previous call (delta).
+
+        Observable counters report every series they ever had, with a delta of 0 for those
+        that did not move; those are left out.
+        """
         points: dict[str, list[Any]] = defaultdict(list)
         data = self.reader.get_metrics_data()
         for rm in data.resource_metrics if data else ():
             for sm in rm.scope_metrics:
                 for metric in sm.metrics:
-                    points[metric.name].extend(metric.data.data_points)
+                    points[metric.name].extend(
+                        p for p in metric.data.data_points if getattr(p, "value", 1) != 0)
         return points
 
     def sums(self, name: str, by: str) -> dict[str, float]:

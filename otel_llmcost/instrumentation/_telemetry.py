@@ -17,6 +17,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_llmcost import _faults, attribution, pricing, semconv as sc, tokens
+from otel_llmcost.instrumentation._counters import SummedCounter
 from otel_llmcost.instrumentation._types import Reply, Request
 from otel_llmcost.usage import Usage
 from otel_llmcost.version import __version__
@@ -40,23 +41,21 @@ class Telemetry:
             sc.METRIC_TOKEN_USAGE, unit=sc.UNIT_TOKEN,
             description="Input and output tokens per GenAI call (input includes cached).",
             explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS))
-        self.cost = meter.create_counter(
-            sc.METRIC_COST, unit=sc.UNIT_USD,
-            description="LLM spend, partitioned by cost component.")
+        self.cost = SummedCounter(meter, sc.METRIC_COST, sc.UNIT_USD,
+                                  "LLM spend, partitioned by cost component.")
         self.request_cost = meter.create_histogram(
             sc.METRIC_REQUEST_COST, unit=sc.UNIT_USD,
             description="Cost of one priced LLM call.",
             explicit_bucket_boundaries_advisory=list(sc.COST_BUCKETS))
-        self.tokens = meter.create_counter(
-            sc.METRIC_TOKENS, unit=sc.UNIT_TOKEN,
-            description="Tokens, partitioned by kind so that sums never double count.")
-        self.cache_savings = meter.create_counter(
-            sc.METRIC_CACHE_SAVINGS, unit=sc.UNIT_USD,
-            description="Net cache effect per call: saving minus premium is what caching saved.")
-        self.unpriced = meter.create_counter(
-            sc.METRIC_UNPRICED_CALLS, unit=sc.UNIT_CALL,
-            description="Calls whose model has no known price (their cost is not in llmcost.cost).")
-
+        self.tokens = SummedCounter(
+            meter, sc.METRIC_TOKENS, sc.UNIT_TOKEN,
+            "Tokens, partitioned by kind so that sums never double count.")
+        self.cache_savings = SummedCounter(
+            meter, sc.METRIC_CACHE_SAVINGS, sc.UNIT_USD,
+            "Net cache effect per call: saving minus premium is what caching saved.")
+        self.unpriced = SummedCounter(
+            meter, sc.METRIC_UNPRICED_CALLS, sc.UNIT_CALL,
+            "Calls whose model has no known price (their cost is not in llmcost.cost).")
 
 class Invocation:
     """One LLM call in flight. `end()` is idempotent and never raises."""
@@ -228,22 +227,24 @@ def _annotate(span: Any, reply: Reply, usage: Usage | None, cost: pricing.Cost |
 def _record_usage(tel: Telemetry, mattrs: Mapping[str, str], usage: Usage) -> None:
     tel.token_usage.record(usage.input_tokens, {**mattrs, sc.GEN_AI_TOKEN_TYPE: "input"})
     tel.token_usage.record(usage.output_tokens, {**mattrs, sc.GEN_AI_TOKEN_TYPE: "output"})
+    key = tuple(mattrs.items())
     for kind, value in zip(sc.TOKEN_KINDS, (usage.uncached_input_tokens, usage.cache_read_tokens,
                                             usage.cache_write_tokens, usage.output_tokens)):
         if value:
-            tel.tokens.add(value, {**mattrs, sc.LLMCOST_TOKEN_KIND: kind})
+            tel.tokens.add(value, (*key, (sc.LLMCOST_TOKEN_KIND, kind)))
 
 
 def _record_cost(tel: Telemetry, mattrs: Mapping[str, str], cost: pricing.Cost) -> None:
+    key = tuple(mattrs.items())
     if cost.amount is None:
-        tel.unpriced.add(1, mattrs)
+        tel.unpriced.add(1, key)
         return
     tel.request_cost.record(cost.amount, mattrs)
     for component, value in zip(sc.COST_COMPONENTS, (cost.input, cost.cache_read,
                                                      cost.cache_write, cost.output)):
         if value:
-            tel.cost.add(value, {**mattrs, sc.LLMCOST_COST_COMPONENT: component})
+            tel.cost.add(value, (*key, (sc.LLMCOST_COST_COMPONENT, component)))
     if cost.savings:
         effect, value = ((sc.CACHE_EFFECT_SAVING, cost.savings) if cost.savings > 0
                          else (sc.CACHE_EFFECT_PREMIUM, -cost.savings))
-        tel.cache_savings.add(value, {**mattrs, sc.LLMCOST_CACHE_EFFECT: effect})
+        tel.cache_savings.add(value, (*key, (sc.LLMCOST_CACHE_EFFECT, effect)))

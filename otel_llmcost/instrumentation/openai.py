@@ -58,7 +58,8 @@ def _usage(u: Any, input_name: str, input_details: str, output_name: str,
 
 def _provider_cost(u: Any) -> float | None:
     """Cost reported in the usage block by OpenAI-compatible gateways (OpenRouter)."""
-    cost = getattr(u, "cost", None)
+    extra = getattr(u, "__pydantic_extra__", None)  # an unknown field, so not an attribute
+    cost = extra.get("cost") if extra else None
     return float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
 
 
