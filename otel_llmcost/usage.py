@@ -7,12 +7,11 @@ and telemetry never need to know provider quirks (OpenAI counts cached tokens in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Token counts of one call.
+class Usage(NamedTuple):
+    """Token counts of one call (immutable; a NamedTuple because it is built on every call).
 
     ``input_tokens`` counts ALL input tokens, cache reads and writes included; the cache
     fields are subsets of it. ``output_tokens`` includes ``reasoning_tokens``.

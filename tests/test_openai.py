@@ -402,3 +402,14 @@ def test_fault_in_our_code_never_reaches_the_caller(telemetry, openai_client, mo
     assert len(telemetry.finished()) == 3  # spans still end
     faults = [r for r in caplog.records if "internal fault" in r.getMessage()]
     assert len(faults) <= 1  # logged once, not per call
+
+
+def test_cost_exemplar_points_at_the_call_span_even_for_streams(telemetry, openai_client):
+    for _ in openai_client.chat.completions.create(model="gpt-4o", messages=MSGS, stream=True,
+                                                   **scenario(**CACHED_CALL)):
+        pass
+    span = telemetry.span()
+    points = telemetry.metric_points()
+    for name in (sc.METRIC_REQUEST_COST, sc.METRIC_OPERATION_DURATION):
+        (point,) = points[name]
+        assert [e.span_id for e in point.exemplars] == [span.context.span_id], name

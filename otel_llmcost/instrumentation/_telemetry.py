@@ -14,10 +14,11 @@ from typing import Any, Iterator, Mapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_llmcost import _faults, attribution, pricing, semconv as sc, tokens
-from otel_llmcost.instrumentation._counters import SummedCounter
+from otel_llmcost.instrumentation._counters import Key, PartitionedCounter
 from otel_llmcost.instrumentation._types import Reply, Request
 from otel_llmcost.usage import Usage
 from otel_llmcost.version import __version__
@@ -41,27 +42,30 @@ class Telemetry:
             sc.METRIC_TOKEN_USAGE, unit=sc.UNIT_TOKEN,
             description="Input and output tokens per GenAI call (input includes cached).",
             explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS))
-        self.cost = SummedCounter(meter, sc.METRIC_COST, sc.UNIT_USD,
-                                  "LLM spend, partitioned by cost component.")
+        self.cost = PartitionedCounter(
+            meter, sc.METRIC_COST, sc.UNIT_USD, "LLM spend, partitioned by cost component.",
+            sc.LLMCOST_COST_COMPONENT, sc.COST_COMPONENTS)
         self.request_cost = meter.create_histogram(
             sc.METRIC_REQUEST_COST, unit=sc.UNIT_USD,
             description="Cost of one priced LLM call.",
             explicit_bucket_boundaries_advisory=list(sc.COST_BUCKETS))
-        self.tokens = SummedCounter(
+        self.tokens = PartitionedCounter(
             meter, sc.METRIC_TOKENS, sc.UNIT_TOKEN,
-            "Tokens, partitioned by kind so that sums never double count.")
-        self.cache_savings = SummedCounter(
+            "Tokens, partitioned by kind so that sums never double count.",
+            sc.LLMCOST_TOKEN_KIND, sc.TOKEN_KINDS)
+        self.cache_savings = PartitionedCounter(
             meter, sc.METRIC_CACHE_SAVINGS, sc.UNIT_USD,
-            "Net cache effect per call: saving minus premium is what caching saved.")
-        self.unpriced = SummedCounter(
+            "Net cache effect per call: saving minus premium is what caching saved.",
+            sc.LLMCOST_CACHE_EFFECT, (sc.CACHE_EFFECT_SAVING, sc.CACHE_EFFECT_PREMIUM))
+        self.unpriced = PartitionedCounter(
             meter, sc.METRIC_UNPRICED_CALLS, sc.UNIT_CALL,
             "Calls whose model has no known price (their cost is not in llmcost.cost).")
 
 class Invocation:
     """One LLM call in flight. `end()` is idempotent and never raises."""
 
-    __slots__ = ("_tel", "request", "span", "_start", "_token", "retries", "_ended",
-                 "_metric_attrs", "first_chunk_at")
+    __slots__ = ("_tel", "request", "span", "_context", "_start", "_token", "retries",
+                 "_ended", "_metric_attrs", "first_chunk_at")
 
     def __init__(self, tel: Telemetry, request: Request, server: tuple[str | None, int | None]
                  ) -> None:
@@ -100,7 +104,10 @@ class Invocation:
         name = f"{request.operation} {model}" if model else request.operation
         self.span = tel.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
         self._start = time.perf_counter()
-        self._token = otel_context.attach(trace.set_span_in_context(self.span))
+        # Metrics are recorded in this context, so their exemplars point at this call's span
+        # even when a stream ends outside the caller's scope.
+        self._context = trace.set_span_in_context(self.span)
+        self._token = otel_context.attach(self._context)
 
     @contextlib.contextmanager
     def in_flight(self) -> Iterator[None]:
@@ -149,7 +156,8 @@ class Invocation:
             if recording:
                 span.set_attribute(sc.ERROR_TYPE, error_type)
                 span.set_status(Status(StatusCode.ERROR, str(exc)[:256]))
-        tel.duration.record(elapsed, mattrs)
+        ctx = self._context
+        tel.duration.record(elapsed, mattrs, ctx)
         if reply is None:
             if recording and self.retries:
                 span.set_attribute(sc.LLMCOST_RETRIES, self.retries)
@@ -162,10 +170,11 @@ class Invocation:
             cost = _price(req, reply, usage or Usage())
         if recording:
             _annotate(span, reply, usage, cost, self.retries, self.first_chunk_at, self._start)
+        key = tuple(mattrs.items())
         if usage is not None:
-            _record_usage(tel, mattrs, usage)
+            _record_usage(tel, mattrs, key, usage)
         if cost is not None:
-            _record_cost(tel, mattrs, cost)
+            _record_cost(tel, mattrs, key, cost, ctx)
 
 
 def _estimate(req: Request, output_text: str) -> Usage:
@@ -224,27 +233,28 @@ def _annotate(span: Any, reply: Reply, usage: Usage | None, cost: pricing.Cost |
     span.set_attributes(attrs)
 
 
-def _record_usage(tel: Telemetry, mattrs: Mapping[str, str], usage: Usage) -> None:
-    tel.token_usage.record(usage.input_tokens, {**mattrs, sc.GEN_AI_TOKEN_TYPE: "input"})
-    tel.token_usage.record(usage.output_tokens, {**mattrs, sc.GEN_AI_TOKEN_TYPE: "output"})
-    key = tuple(mattrs.items())
-    for kind, value in zip(sc.TOKEN_KINDS, (usage.uncached_input_tokens, usage.cache_read_tokens,
-                                            usage.cache_write_tokens, usage.output_tokens)):
-        if value:
-            tel.tokens.add(value, (*key, (sc.LLMCOST_TOKEN_KIND, kind)))
+# Token histograms carry no exemplars (the cost and duration ones link to the span): an
+# exemplar costs ~4 µs per record in the Python SDK.
+_NO_EXEMPLAR = Context()
 
 
-def _record_cost(tel: Telemetry, mattrs: Mapping[str, str], cost: pricing.Cost) -> None:
-    key = tuple(mattrs.items())
+def _record_usage(tel: Telemetry, mattrs: Mapping[str, str], key: Key, usage: Usage) -> None:
+    tel.token_usage.record(usage.input_tokens, {**mattrs, sc.GEN_AI_TOKEN_TYPE: "input"},
+                           _NO_EXEMPLAR)
+    tel.token_usage.record(usage.output_tokens, {**mattrs, sc.GEN_AI_TOKEN_TYPE: "output"},
+                           _NO_EXEMPLAR)
+    tel.tokens.add(key, (usage.uncached_input_tokens, usage.cache_read_tokens,
+                         usage.cache_write_tokens, usage.output_tokens))
+
+
+def _record_cost(tel: Telemetry, mattrs: Mapping[str, str], key: Key, cost: pricing.Cost,
+                 ctx: Context) -> None:
     if cost.amount is None:
-        tel.unpriced.add(1, key)
+        tel.unpriced.add(key, (1,))
         return
-    tel.request_cost.record(cost.amount, mattrs)
-    for component, value in zip(sc.COST_COMPONENTS, (cost.input, cost.cache_read,
-                                                     cost.cache_write, cost.output)):
-        if value:
-            tel.cost.add(value, (*key, (sc.LLMCOST_COST_COMPONENT, component)))
-    if cost.savings:
-        effect, value = ((sc.CACHE_EFFECT_SAVING, cost.savings) if cost.savings > 0
-                         else (sc.CACHE_EFFECT_PREMIUM, -cost.savings))
-        tel.cache_savings.add(value, (*key, (sc.LLMCOST_CACHE_EFFECT, effect)))
+    tel.request_cost.record(cost.amount, mattrs, ctx)
+    tel.cost.add(key, (cost.input or 0.0, cost.cache_read or 0.0, cost.cache_write or 0.0,
+                       cost.output or 0.0))
+    savings = cost.savings
+    if savings:
+        tel.cache_savings.add(key, (savings, 0.0) if savings > 0 else (0.0, -savings))

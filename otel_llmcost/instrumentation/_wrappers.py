@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import weakref
 from importlib import metadata
 from importlib.util import find_spec
 from typing import Any, Callable, Collection, Protocol
@@ -41,10 +42,20 @@ class Adapter(Protocol):
         """A fresh accumulator for a streamed call."""
 
 
+_servers: weakref.WeakKeyDictionary[Any, tuple[str | None, int | None]] = (
+    weakref.WeakKeyDictionary())
+
+
 def _server(instance: Any) -> tuple[str | None, int | None]:
+    """(host, port) of the resource's client, cached per client (URL parsing is not free)."""
     try:
-        url = instance._client.base_url
-        return url.host, url.port or (443 if url.scheme == "https" else 80)
+        client = instance._client
+        found = _servers.get(client)
+        if found is None:
+            url = client.base_url
+            found = _servers[client] = (url.host, url.port or (443 if url.scheme == "https"
+                                                              else 80))
+        return found
     except Exception:  # noqa: BLE001 - a resource without a client: no server attributes
         return None, None
 

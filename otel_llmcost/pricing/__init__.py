@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from otel_llmcost.pricing._bounded import BoundedCache
 from otel_llmcost.pricing._listprices import ListRates, list_rates, list_version
@@ -34,9 +34,8 @@ _CACHE_SIZE = 1024
 _Parts = tuple[float, float, float, float, float]
 
 
-@dataclass(frozen=True, slots=True)
-class Cost:
-    """The price of one call, in USD.
+class Cost(NamedTuple):
+    """The price of one call, in USD (immutable; a NamedTuple because it is built per call).
 
     ``amount`` is None when the model is unknown: an unknown model is never priced $0.
     ``input`` (uncached input), ``cache_read``, ``cache_write`` and ``output`` add up to
