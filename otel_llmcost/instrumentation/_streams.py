@@ -27,16 +27,6 @@ def _end(invocation: Invocation, accumulator: Accumulator, exc: BaseException | 
     invocation.end(reply, exc)
 
 
-def _observe(invocation: Invocation, accumulator: Accumulator, chunk: Any) -> bool:
-    if invocation.first_chunk_at is None:
-        invocation.first_chunk_at = time.perf_counter()
-    try:
-        return accumulator.observe(chunk)
-    except Exception as fault:  # noqa: BLE001 - a surprising chunk must not break the stream
-        _faults.report("stream.observe", fault)
-        return False
-
-
 class _ObservingProxy(wrapt.ObjectProxy):  # type: ignore[misc]
     """What the sync and async stream proxies share: their invocation and how it ends."""
 
@@ -48,8 +38,16 @@ class _ObservingProxy(wrapt.ObjectProxy):  # type: ignore[misc]
     def _self_end(self, exc: BaseException | None = None) -> None:
         _end(self._self_invocation, self._self_accumulator, exc)
 
-    def _self_observe(self, chunk: Any) -> bool:
-        return _observe(self._self_invocation, self._self_accumulator, chunk)
+    def _self_hides(self, chunk: Any) -> bool:
+        """Record a chunk (one call per chunk: this is the per-chunk hot path)."""
+        invocation = self._self_invocation
+        if invocation.first_chunk_at is None:
+            invocation.first_chunk_at = time.perf_counter()
+        try:
+            return self._self_accumulator.observe(chunk)
+        except Exception as fault:  # noqa: BLE001 - a surprising chunk must not break the stream
+            _faults.report("stream.observe", fault)
+            return False
 
     def __del__(self) -> None:
         try:
@@ -74,7 +72,7 @@ class StreamProxy(_ObservingProxy):
             except BaseException as exc:
                 self._self_end(exc)
                 raise
-            if not self._self_observe(chunk):
+            if not self._self_hides(chunk):
                 return chunk
 
     def __enter__(self) -> StreamProxy:
@@ -110,7 +108,7 @@ class AsyncStreamProxy(_ObservingProxy):
             except BaseException as exc:
                 self._self_end(exc)
                 raise
-            if not self._self_observe(chunk):
+            if not self._self_hides(chunk):
                 return chunk
 
     async def __aenter__(self) -> AsyncStreamProxy:
@@ -191,7 +189,7 @@ class StreamManagerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         invocation = _begin(self._self_begin)
         if invocation is None:
             return self.__wrapped__.__enter__()
-        with invocation.in_flight():
+        with invocation:
             helper = self.__wrapped__.__enter__()
         _observe_helper(helper, invocation, self._self_accumulator, StreamProxy)
         return helper
@@ -203,7 +201,7 @@ class StreamManagerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         invocation = _begin(self._self_begin)
         if invocation is None:
             return await self.__wrapped__.__aenter__()
-        with invocation.in_flight():
+        with invocation:
             helper = await self.__wrapped__.__aenter__()
         _observe_helper(helper, invocation, self._self_accumulator, AsyncStreamProxy)
         return helper

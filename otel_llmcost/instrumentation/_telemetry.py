@@ -7,10 +7,9 @@ Flow: `Request` → span started (attributes samplers can use) → provider call
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import time
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -64,8 +63,8 @@ class Telemetry:
 class Invocation:
     """One LLM call in flight. `end()` is idempotent and never raises."""
 
-    __slots__ = ("_tel", "request", "span", "_context", "_start", "_token", "retries",
-                 "_ended", "_metric_attrs", "first_chunk_at")
+    __slots__ = ("_tel", "request", "span", "_context", "_start", "_token", "_current",
+                 "retries", "_ended", "_metric_attrs", "first_chunk_at")
 
     def __init__(self, tel: Telemetry, request: Request, server: tuple[str | None, int | None]
                  ) -> None:
@@ -109,18 +108,17 @@ class Invocation:
         self._context = trace.set_span_in_context(self.span)
         self._token = otel_context.attach(self._context)
 
-    @contextlib.contextmanager
-    def in_flight(self) -> Iterator[None]:
-        """Scope of the provider call: SDK retries count here, errors end the call."""
-        token = CURRENT.set(self)
-        try:
-            yield
-        except BaseException as exc:
+    def __enter__(self) -> Invocation:
+        """Enter the provider call: SDK retries inside it are counted on this invocation."""
+        self._current = CURRENT.set(self)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        """Leave the provider call: an exception ends the invocation and propagates as is."""
+        CURRENT.reset(self._current)
+        if exc is not None:
             self.fail(exc)
-            raise
-        finally:
-            CURRENT.reset(token)
-            self.detach()
+        self.detach()
 
     def detach(self) -> None:
         """Stop being the current span (the call returned; a stream may still be open)."""

@@ -120,15 +120,8 @@ def _sync_wrapper(tel: Telemetry, adapter: Adapter) -> Callable[..., Any]:
         if begun is None:
             return wrapped(*args, **kwargs)
         invocation, request, kwargs = begun
-        token = CURRENT.set(invocation)
-        try:
+        with invocation:
             result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            invocation.fail(exc)
-            raise
-        finally:
-            CURRENT.reset(token)
-            invocation.detach()
         return _handle(result, invocation, adapter, request)
     return wrapper
 
@@ -140,15 +133,8 @@ def _async_wrapper(tel: Telemetry, adapter: Adapter) -> Callable[..., Any]:
         if begun is None:
             return await wrapped(*args, **kwargs)
         invocation, request, kwargs = begun
-        token = CURRENT.set(invocation)
-        try:
+        with invocation:
             result = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            invocation.fail(exc)
-            raise
-        finally:
-            CURRENT.reset(token)
-            invocation.detach()
         return _handle(result, invocation, adapter, request)
     return wrapper
 

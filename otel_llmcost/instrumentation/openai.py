@@ -92,7 +92,7 @@ class ChatAdapter:
         choices = response.choices or ()
         return Reply(
             model=response.model, id=response.id,
-            finish_reasons=tuple(c.finish_reason for c in choices if c.finish_reason),
+            finish_reasons=tuple([c.finish_reason for c in choices if c.finish_reason]),
             usage=_chat_usage(usage), service_tier=getattr(response, "service_tier", None),
             provider_cost=_provider_cost(usage),
             output_text=None if usage is not None else "".join(
