@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from typing import Any
 
 from opentelemetry import trace
@@ -103,6 +104,8 @@ def _table(spans: list[ReadableSpan]) -> Table:
 
 
 def main() -> None:
+    # The example prices list-priced models that the anthropic SDK flags as nearing end of life.
+    warnings.filterwarnings("ignore", message="The model .* is deprecated")
     console = Console(width=None if Console().is_terminal else 132)
     provider = trace.get_tracer_provider()
     collector = _Collector()
