@@ -49,6 +49,9 @@ LLMCOST_SERVICE_TIER: Final = "llmcost.service_tier"
 LLMCOST_RETRIES: Final = "llmcost.retries"
 LLMCOST_CUSTOMER_ID: Final = "llmcost.customer.id"
 LLMCOST_FEATURE: Final = "llmcost.feature"
+LLMCOST_SAMPLING_ADJUSTED_COUNT: Final = "llmcost.sampling.adjusted_count"
+LLMCOST_SAMPLING_RULE: Final = "llmcost.sampling.rule"
+SAMPLING_RULE_PROBABILITY: Final = "probability"
 
 # Values
 CURRENCY_USD: Final = "USD"
@@ -104,10 +107,13 @@ COST_BUCKETS: Final = tuple(
 ENV_PRICES_FILE: Final = "LLMCOST_PRICES_FILE"
 ENV_STREAM_USAGE: Final = "LLMCOST_STREAM_USAGE"
 ENV_CAPTURE_CONTENT_STD: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+ENV_SAMPLE_RATE: Final = "LLMCOST_SAMPLE_RATE"
 
 # --- Entry points ------------------------------------------------------------------
 ENTRY_POINT_GROUP_INSTRUMENTOR: Final = "opentelemetry_instrumentor"
 ENTRY_POINT_OPENAI: Final = "llmcost_openai"
 ENTRY_POINT_ANTHROPIC: Final = "llmcost_anthropic"
+ENTRY_POINT_GROUP_SAMPLER: Final = "opentelemetry_traces_sampler"
+ENTRY_POINT_SAMPLER: Final = "llmcost"
 
 INSTRUMENTATION_SCOPE: Final = "otel_llmcost"
