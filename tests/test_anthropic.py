@@ -200,3 +200,13 @@ def test_missing_usage_is_estimated_from_text(telemetry, anthropic_client):
     attrs = telemetry.span().attributes
     assert attrs[sc.LLMCOST_PRICING_STATUS] == sc.STATUS_ESTIMATED
     assert attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == tokens.count(message.content[0].text)
+
+
+async def test_messages_with_raw_response_async(telemetry, async_anthropic_client):
+    raw = await async_anthropic_client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=256, messages=MSGS, **scenario(**CACHED))
+    parsed = raw.parse()  # anthropic 2.x: a coroutine; 0.x: the message
+    if hasattr(parsed, "__await__"):
+        parsed = await parsed
+    assert parsed.usage.cache_read_input_tokens == 2000
+    assert_cached_call(telemetry.span())

@@ -94,3 +94,18 @@ def test_disabling_our_entry_point_removes_our_spans():
     names = {span["name"] for span in spans
              if sc.LLMCOST_PRICING_STATUS in span["attributes"]}
     assert names and all("claude" in name for name in names)
+
+
+def test_prices_file_prices_a_self_hosted_model(tmp_path):
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("- {provider: openai, model: in-house-llm-7b, input_mtok: 0.5, "
+                      "output_mtok: 1.5}\n")
+    spans, metrics, _ = run_example(**{sc.ENV_PRICES_FILE: str(prices)})
+    (attrs,) = [a for a in our_spans(spans).values()
+                if a[sc.GEN_AI_REQUEST_MODEL] == "in-house-llm-7b"]
+    assert attrs[sc.LLMCOST_PRICING_STATUS] == sc.STATUS_EXACT
+    assert "+overrides:" in attrs[sc.LLMCOST_PRICING_VERSION]
+    expected = (attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] * 0.5e-6
+                + attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] * 1.5e-6)
+    assert math.isclose(attrs[sc.GEN_AI_USAGE_COST_AMOUNT], expected)
+    assert metric_sum(metrics, sc.METRIC_UNPRICED_CALLS) == 0

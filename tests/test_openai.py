@@ -413,3 +413,11 @@ def test_cost_exemplar_points_at_the_call_span_even_for_streams(telemetry, opena
     for name in (sc.METRIC_REQUEST_COST, sc.METRIC_OPERATION_DURATION):
         (point,) = points[name]
         assert [e.span_id for e in point.exemplars] == [span.context.span_id], name
+
+
+async def test_chat_with_raw_response_async_stream(telemetry, async_openai_client):
+    raw = await async_openai_client.chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=MSGS, stream=True, **scenario(**CACHED_CALL))
+    chunks = [chunk async for chunk in raw.parse()]
+    assert chunks and all(chunk.choices for chunk in chunks)
+    assert_cached_call(telemetry.span())
