@@ -64,7 +64,6 @@ PROVIDER_OPENAI: Final = "openai"
 PROVIDER_ANTHROPIC: Final = "anthropic"
 OP_CHAT: Final = "chat"
 OP_EMBEDDINGS: Final = "embeddings"
-ERROR_TYPE_OTHER: Final = "_OTHER"
 
 # Baggage keys read for attribution (same spelling as the span attributes).
 BAGGAGE_KEYS: Final = (LLMCOST_CUSTOMER_ID, GEN_AI_CONVERSATION_ID, LLMCOST_FEATURE)
@@ -106,14 +105,12 @@ COST_BUCKETS: Final = tuple(
 # --- Environment variables ---------------------------------------------------------
 ENV_PRICES_FILE: Final = "LLMCOST_PRICES_FILE"
 ENV_STREAM_USAGE: Final = "LLMCOST_STREAM_USAGE"
-ENV_CAPTURE_CONTENT_STD: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENV_SAMPLE_RATE: Final = "LLMCOST_SAMPLE_RATE"
 
 # --- Entry points ------------------------------------------------------------------
 ENTRY_POINT_GROUP_INSTRUMENTOR: Final = "opentelemetry_instrumentor"
 ENTRY_POINT_OPENAI: Final = "llmcost_openai"
 ENTRY_POINT_ANTHROPIC: Final = "llmcost_anthropic"
-ENTRY_POINT_GROUP_SAMPLER: Final = "opentelemetry_traces_sampler"
 ENTRY_POINT_SAMPLER: Final = "llmcost"
 
 INSTRUMENTATION_SCOPE: Final = "otel_llmcost"

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_llmcost import tokens
-from otel_llmcost.demo.provider import StandInProvider
+from otel_llmcost.demo.provider import Scenario, StandInProvider
 from otel_llmcost.instrumentation import AnthropicInstrumentor, OpenAIInstrumentor
 
 _DELTA = {k: AggregationTemporality.DELTA for k in (
@@ -124,6 +124,5 @@ def async_anthropic_client(provider: StandInProvider) -> Any:
 
 
 def scenario(**keys: Any) -> dict[str, dict[str, str]]:
-    """``extra_headers`` that tell the stand-in provider what to answer."""
-    import json
-    return {"extra_headers": {"x-standin-scenario": json.dumps(keys)}}
+    """SDK kwargs (``extra_headers``) that tell the stand-in provider what to answer."""
+    return {"extra_headers": Scenario(**keys).headers()}

@@ -10,7 +10,6 @@ import textwrap
 
 import anthropic
 import openai
-import pytest
 from wrapt import BaseObjectProxy
 
 from otel_llmcost.instrumentation import AnthropicInstrumentor, OpenAIInstrumentor

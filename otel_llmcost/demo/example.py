@@ -13,7 +13,6 @@ table of what each call cost, read from the spans the instrumentation produced.
 
 from __future__ import annotations
 
-import json
 import threading
 import warnings
 from typing import Any
@@ -25,7 +24,7 @@ from rich.table import Table
 
 import otel_llmcost
 from otel_llmcost import semconv as sc
-from otel_llmcost.demo.provider import SCENARIO_HEADER, StandInProvider
+from otel_llmcost.demo.provider import Scenario, StandInProvider
 
 
 class _Collector(SpanProcessor):
@@ -43,7 +42,7 @@ class _Collector(SpanProcessor):
 
 
 def _scenario(**keys: Any) -> dict[str, Any]:
-    return {"extra_headers": {SCENARIO_HEADER: json.dumps(keys)}}
+    return {"extra_headers": Scenario(**keys).headers()}
 
 
 def _run_calls(provider: StandInProvider) -> None:
@@ -106,7 +105,9 @@ def _table(spans: list[ReadableSpan]) -> Table:
 def main() -> None:
     # The example prices list-priced models that the anthropic SDK flags as nearing end of life.
     warnings.filterwarnings("ignore", message="The model .* is deprecated")
-    console = Console(width=None if Console().is_terminal else 132)
+    console = Console()
+    if not console.is_terminal:  # piped: wide enough for the table
+        console.width = 132
     provider = trace.get_tracer_provider()
     collector = _Collector()
     if isinstance(provider, TracerProvider):

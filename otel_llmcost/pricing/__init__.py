@@ -173,12 +173,20 @@ def price(provider: str, model: str | None, usage: Usage, *, service_tier: str |
                                                provider_cost=provider_cost)
 
 
+_preload_started = False
+
+
 def preload() -> None:
     """Import the price data and build the default book on a daemon thread.
 
     Called at instrument time so the first priced call does not pay genai-prices' import
-    (~170 ms) on the request path. Idempotent; never raises.
+    (~170 ms) on the request path. Idempotent (one thread for all instrumentors); never raises.
     """
+    global _preload_started
+    with _default_lock:
+        if _preload_started:
+            return
+        _preload_started = True
     threading.Thread(target=_preload, name="otel-llmcost-prices", daemon=True).start()
 
 
