@@ -27,6 +27,7 @@ GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tok
 GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
 GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
 SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
@@ -51,7 +52,25 @@ LLMCOST_CUSTOMER_ID: Final = "llmcost.customer.id"
 LLMCOST_FEATURE: Final = "llmcost.feature"
 LLMCOST_SAMPLING_ADJUSTED_COUNT: Final = "llmcost.sampling.adjusted_count"
 LLMCOST_SAMPLING_RULE: Final = "llmcost.sampling.rule"
+# Values of llmcost.sampling.rule: why an exported span was kept. A trace that a tail rule
+# keeps has adjusted count 1 (it would be kept whatever its randomness); when several
+# rules match, the first in SAMPLING_RULES names it.
 SAMPLING_RULE_PROBABILITY: Final = "probability"
+SAMPLING_RULE_COST: Final = "cost"
+SAMPLING_RULE_TOP_PERCENT: Final = "top_percent"
+SAMPLING_RULE_ERROR: Final = "error"
+SAMPLING_RULE_SLOW: Final = "slow"
+SAMPLING_RULES: Final = (SAMPLING_RULE_COST, SAMPLING_RULE_TOP_PERCENT, SAMPLING_RULE_ERROR,
+                         SAMPLING_RULE_SLOW)
+# Metric attribute of llmcost.telemetry.spans.dropped, and its values.
+LLMCOST_SAMPLING_DROP_REASON: Final = "llmcost.sampling.drop_reason"
+DROP_SAMPLED_OUT: Final = "sampled_out"  # no rule kept it and the head probability did not
+DROP_RATE_LIMITED: Final = "rate_limited"  # a rule kept it, LLMCOST_KEEP_MAX_PER_SECOND did not
+DROP_REASONS: Final = (DROP_SAMPLED_OUT, DROP_RATE_LIMITED)
+# Content capture modes (LLMCOST_CAPTURE_CONTENT).
+CAPTURE_OFF: Final = "off"
+CAPTURE_KEPT: Final = "kept"  # only on traces kept by a tail rule
+CAPTURE_ALL: Final = "all"
 
 # Values
 CURRENCY_USD: Final = "USD"
@@ -81,6 +100,20 @@ METRIC_CACHE_SAVINGS: Final = "llmcost.cache.savings"
 METRIC_UNPRICED_CALLS: Final = "llmcost.unpriced.calls"
 UNIT_CALL: Final = "{call}"
 
+# The observability tax (sampling self-metrics). seen = exported + dropped + buffered.
+METRIC_TELEMETRY_SPANS_SEEN: Final = "llmcost.telemetry.spans.seen"
+METRIC_TELEMETRY_SPANS_EXPORTED: Final = "llmcost.telemetry.spans.exported"  # by rule
+METRIC_TELEMETRY_SPANS_DROPPED: Final = "llmcost.telemetry.spans.dropped"  # by drop reason
+METRIC_TELEMETRY_BYTES: Final = "llmcost.telemetry.bytes.exported"  # estimated OTLP size
+METRIC_TELEMETRY_COST: Final = "llmcost.telemetry.cost"  # from the user's telemetry prices
+UNIT_SPAN: Final = "{span}"
+UNIT_BYTES: Final = "By"
+UNIT_TRACE: Final = "{trace}"
+METRIC_SAMPLING_BUFFERED_SPANS: Final = "llmcost.sampling.buffer.spans"  # gauge
+METRIC_SAMPLING_OVERFLOWS: Final = "llmcost.sampling.buffer.overflows"  # decided early: full
+METRIC_SAMPLING_TIMEOUTS: Final = "llmcost.sampling.buffer.timeouts"  # decided: root never ended
+METRIC_SAMPLING_TOP_THRESHOLD: Final = "llmcost.sampling.top_percent.threshold"  # gauge, USD
+
 # Metric attributes (low cardinality only: never customer or conversation ids).
 LLMCOST_COST_COMPONENT: Final = "llmcost.cost.component"
 LLMCOST_TOKEN_KIND: Final = "llmcost.token.kind"
@@ -106,11 +139,25 @@ COST_BUCKETS: Final = tuple(
 ENV_PRICES_FILE: Final = "LLMCOST_PRICES_FILE"
 ENV_STREAM_USAGE: Final = "LLMCOST_STREAM_USAGE"
 ENV_SAMPLE_RATE: Final = "LLMCOST_SAMPLE_RATE"
+ENV_KEEP_COST_USD: Final = "LLMCOST_KEEP_COST_USD"
+ENV_KEEP_TOP_PERCENT: Final = "LLMCOST_KEEP_TOP_PERCENT"
+ENV_KEEP_ERRORS: Final = "LLMCOST_KEEP_ERRORS"
+ENV_KEEP_SLOW_MS: Final = "LLMCOST_KEEP_SLOW_MS"
+ENV_KEEP_MAX_PER_SECOND: Final = "LLMCOST_KEEP_MAX_PER_SECOND"
+ENV_TAIL_BUFFER_SPANS: Final = "LLMCOST_TAIL_BUFFER_SPANS"
+ENV_TAIL_TIMEOUT_S: Final = "LLMCOST_TAIL_TIMEOUT_S"
+ENV_CAPTURE_CONTENT: Final = "LLMCOST_CAPTURE_CONTENT"
+ENV_CONTENT_MAX_CHARS: Final = "LLMCOST_CONTENT_MAX_CHARS"
+ENV_OTEL_CAPTURE_CONTENT: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+ENV_TELEMETRY_USD_PER_GB: Final = "LLMCOST_TELEMETRY_USD_PER_GB"
+ENV_TELEMETRY_USD_PER_MILLION_SPANS: Final = "LLMCOST_TELEMETRY_USD_PER_MILLION_SPANS"
 
 # --- Entry points ------------------------------------------------------------------
 ENTRY_POINT_GROUP_INSTRUMENTOR: Final = "opentelemetry_instrumentor"
 ENTRY_POINT_OPENAI: Final = "llmcost_openai"
 ENTRY_POINT_ANTHROPIC: Final = "llmcost_anthropic"
 ENTRY_POINT_SAMPLER: Final = "llmcost"
+ENTRY_POINT_GROUP_POST_INSTRUMENT: Final = "opentelemetry_post_instrument"
+ENTRY_POINT_TAIL: Final = "llmcost_tail"
 
 INSTRUMENTATION_SCOPE: Final = "otel_llmcost"

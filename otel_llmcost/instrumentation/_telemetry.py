@@ -16,7 +16,8 @@ from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from otel_llmcost import _faults, attribution, pricing, semconv as sc, tokens
+from otel_llmcost import _env, _faults, attribution, pricing, semconv as sc, tokens
+from otel_llmcost.instrumentation import _content
 from otel_llmcost.instrumentation._counters import Key, PartitionedCounter
 from otel_llmcost.instrumentation._types import Reply, Request
 from otel_llmcost.usage import Usage
@@ -31,6 +32,8 @@ class Telemetry:
     """Tracer and instruments, created once per `instrument()`."""
 
     def __init__(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
+        self.capture = _env.capture_mode()
+        self.content_max_chars = _env.content_max_chars()
         self.tracer = trace.get_tracer(sc.INSTRUMENTATION_SCOPE, __version__, tracer_provider)
         meter = metrics.get_meter(sc.INSTRUMENTATION_SCOPE, __version__, meter_provider)
         self.duration = meter.create_histogram(
@@ -156,6 +159,8 @@ class Invocation:
                 span.set_status(Status(StatusCode.ERROR, str(exc)[:256]))
         ctx = self._context
         tel.duration.record(elapsed, mattrs, ctx)
+        if recording and tel.capture != sc.CAPTURE_OFF:
+            _capture(tel, span, req, reply)
         if reply is None:
             if recording and self.retries:
                 span.set_attribute(sc.LLMCOST_RETRIES, self.retries)
@@ -173,6 +178,24 @@ class Invocation:
             _record_usage(tel, mattrs, key, usage)
         if cost is not None:
             _record_cost(tel, mattrs, key, cost, ctx)
+
+
+def _capture(tel: Telemetry, span: Any, req: Request, reply: Reply | None) -> None:
+    """Content on the span (``all``) or to the tail stage (``kept``), cut to the budget."""
+    sink = None
+    if tel.capture == sc.CAPTURE_KEPT:
+        sink = _content.get_sink()
+        if sink is None:  # no tail stage: nothing could ever attach it
+            return
+    system, inputs = req.content() if req.content is not None else (None, None)
+    outputs = reply.content() if reply is not None and reply.content is not None else None
+    found = _content.attributes(system, inputs, outputs, tel.content_max_chars)
+    if not found:
+        return
+    if sink is None:
+        span.set_attributes(found)
+    else:
+        sink(span.get_span_context(), found)
 
 
 def _estimate(req: Request, output_text: str) -> Usage:

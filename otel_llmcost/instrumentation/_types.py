@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol
 
+from otel_llmcost.instrumentation._content import Message, Part
 from otel_llmcost.usage import Usage
 
 
@@ -22,6 +23,8 @@ class Request:
     hide_usage_chunk: bool = False
     # Only called when usage is missing and must be estimated.
     input_texts: Callable[[], Iterable[str]] | None = None
+    # Only called when content is captured: (system instructions, input messages).
+    content: Callable[[], tuple[list[Part] | None, list[Message]]] | None = None
 
 
 @dataclass(slots=True)
@@ -36,6 +39,8 @@ class Reply:
     provider_cost: float | None = None
     # Generated text, kept only when usage is missing and output must be estimated.
     output_text: str | None = None
+    # Only called when content is captured: the output messages.
+    content: Callable[[], list[Message]] | None = None
 
 
 class Accumulator(Protocol):

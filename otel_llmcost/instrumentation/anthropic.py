@@ -9,9 +9,11 @@ In a stream, ``message_start`` carries input usage and a provisional output coun
 
 from __future__ import annotations
 
+import json
 from typing import Any, Iterable
 
 from otel_llmcost import semconv as sc, tokens
+from otel_llmcost.instrumentation._content import Message, Part, text
 from otel_llmcost.instrumentation._types import Reply, Request, Target
 from otel_llmcost.usage import Usage
 
@@ -31,6 +33,38 @@ def _texts(kwargs: dict[str, Any]) -> Iterable[str]:
         elif isinstance(content, list):
             yield from (b.get("text", "") for b in content
                         if isinstance(b, dict) and isinstance(b.get("text"), str))
+
+
+def _block(block: Any) -> Part:
+    """A content block (request dict or response model) as a semconv part."""
+    get = block.get if isinstance(block, dict) else (lambda key: getattr(block, key, None))
+    kind = get("type")
+    if kind == "text":
+        return text(get("text") or "")
+    if kind == "tool_use":
+        return {"type": "tool_call", "id": get("id"), "name": get("name"),
+                "arguments": json.dumps(get("input"), default=str)}
+    if kind == "tool_result":
+        result = get("content")
+        return {"type": "tool_call_response", "id": get("tool_use_id"),
+                "response": result if isinstance(result, str) else "".join(
+                    b.get("text", "") for b in result or () if isinstance(b, dict))}
+    return {"type": str(kind or "unknown")}
+
+
+def _blocks(content: Any) -> list[Part]:
+    return [text(content)] if isinstance(content, str) else [_block(b) for b in content or ()]
+
+
+def _content(kwargs: dict[str, Any]) -> tuple[list[Part] | None, list[Message]]:
+    system = kwargs.get("system")
+    return (_blocks(system) if system else None,
+            [{"role": m.get("role", "user"), "parts": _blocks(m.get("content"))}
+             for m in kwargs.get("messages") or () if isinstance(m, dict)])
+
+
+def _outputs(parts: list[Part], stop: str | None) -> list[Message]:
+    return [{"role": "assistant", "parts": parts, "finish_reason": stop}]
 
 
 _DELTA_COUNTS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
@@ -63,7 +97,8 @@ class MessagesAdapter:
         return Request(
             provider=sc.PROVIDER_ANTHROPIC, operation=sc.OP_CHAT, model=kwargs.get("model"),
             max_tokens=max_tokens if type(max_tokens) is int else None,
-            stream=kwargs.get("stream") is True, input_texts=lambda: _texts(kwargs)), kwargs
+            stream=kwargs.get("stream") is True, input_texts=lambda: _texts(kwargs),
+            content=lambda: _content(kwargs)), kwargs
 
     def reply(self, message: Any) -> Reply:
         usage = message.usage
@@ -72,7 +107,8 @@ class MessagesAdapter:
             finish_reasons=(message.stop_reason,) if message.stop_reason else None,
             usage=_usage(usage) if usage is not None else None,
             service_tier=getattr(usage, "service_tier", None),
-            output_text=None if usage is not None else _text(message.content))
+            output_text=None if usage is not None else _text(message.content),
+            content=lambda: _outputs(_blocks(message.content), message.stop_reason))
 
     def accumulator(self, request: Request) -> MessagesAccumulator:
         return MessagesAccumulator()
@@ -114,8 +150,9 @@ class MessagesAccumulator:
 
     def reply(self) -> Reply:
         message, usage, final = self._message, self._usage, self._final
+        content = lambda: _outputs([text("".join(self._parts))], self._stop)  # noqa: E731
         if usage is None:  # not even message_start: everything is an estimate
-            return Reply(output_text="".join(self._parts))
+            return Reply(output_text="".join(self._parts), content=content)
         if "output_tokens" in final:
             parsed = _usage(usage, final)
         else:  # the stream ended early: the output count is an estimate
@@ -124,7 +161,7 @@ class MessagesAccumulator:
         return Reply(
             model=message.model, id=message.id,
             finish_reasons=(self._stop,) if self._stop else None, usage=parsed,
-            service_tier=getattr(usage, "service_tier", None))
+            service_tier=getattr(usage, "service_tier", None), content=content)
 
 
 _MESSAGES = MessagesAdapter()

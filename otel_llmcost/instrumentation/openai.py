@@ -11,6 +11,7 @@ import os
 from typing import Any, Iterable
 
 from otel_llmcost import semconv as sc
+from otel_llmcost.instrumentation._content import Message, Part, text
 from otel_llmcost.instrumentation._types import Reply, Request, Target
 from otel_llmcost.usage import Usage
 
@@ -38,6 +39,60 @@ def _message_texts(messages: Any) -> Iterable[str]:
     for message in messages or ():
         if isinstance(message, dict):
             yield from _text_of(message.get("content"))
+
+
+def _parts(content: Any) -> list[Part]:
+    """Content parts of a message: text kept, other parts (images, audio…) by type only."""
+    if isinstance(content, str):
+        return [text(content)]
+    parts: list[Part] = []
+    for part in content or ():
+        if isinstance(part, dict):
+            value = part.get("text")
+            parts.append(text(value) if isinstance(value, str)
+                         else {"type": str(part.get("type", "unknown"))})
+    return parts
+
+
+def _tool_call(call: Any) -> Part:
+    if not isinstance(call, dict):  # a response's pydantic tool call
+        call = call.model_dump() if hasattr(call, "model_dump") else {}
+    function = call.get("function") or {}
+    return {"type": "tool_call", "id": call.get("id"), "name": function.get("name"),
+            "arguments": function.get("arguments")}
+
+
+def _chat_content(messages: Any) -> tuple[None, list[Message]]:
+    inputs: list[Message] = []
+    for message in messages or ():
+        if not isinstance(message, dict):
+            continue
+        role = message.get("role", "user")
+        if role == "tool":
+            parts: list[Part] = [{"type": "tool_call_response", "id": message.get("tool_call_id"),
+                                  "response": "".join(_text_of(message.get("content")))}]
+        else:
+            parts = _parts(message.get("content"))
+            parts.extend(_tool_call(call) for call in message.get("tool_calls") or ())
+        inputs.append({"role": role, "parts": parts})
+    return None, inputs
+
+
+def _chat_outputs(choices: Any) -> list[Message]:
+    outputs: list[Message] = []
+    for choice in choices:
+        message = choice.message
+        parts: list[Part] = [text(message.content)] if message and message.content else []
+        parts.extend(_tool_call(call) for call in (message.tool_calls or ()) if message)
+        outputs.append({"role": "assistant", "parts": parts,
+                        "finish_reason": choice.finish_reason})
+    return outputs
+
+
+def _streamed(parts: list[str], reasons: list[str] | tuple[str, ...] | None
+              ) -> list[Message]:
+    return [{"role": "assistant", "parts": [text("".join(parts))],
+             "finish_reason": reasons[0] if reasons else None}]
 
 
 def _usage(u: Any, input_name: str, input_details: str, output_name: str,
@@ -77,7 +132,8 @@ class ChatAdapter:
         request = Request(
             provider=sc.PROVIDER_OPENAI, operation=sc.OP_CHAT, model=kwargs.get("model"),
             max_tokens=_int(kwargs.get("max_completion_tokens")) or _int(kwargs.get("max_tokens")),
-            stream=stream, input_texts=lambda: _message_texts(messages))
+            stream=stream, input_texts=lambda: _message_texts(messages),
+            content=lambda: _chat_content(messages))
         if stream and _stream_usage_enabled():
             options = kwargs.get("stream_options")
             if not (isinstance(options, dict) and options.get("include_usage") is True):
@@ -96,7 +152,8 @@ class ChatAdapter:
             usage=_chat_usage(usage), service_tier=getattr(response, "service_tier", None),
             provider_cost=_provider_cost(usage),
             output_text=None if usage is not None else "".join(
-                c.message.content or "" for c in choices if c.message))
+                c.message.content or "" for c in choices if c.message),
+            content=lambda: _chat_outputs(choices))
 
     def accumulator(self, request: Request) -> ChatAccumulator:
         return ChatAccumulator(request.hide_usage_chunk)
@@ -141,7 +198,8 @@ class ChatAccumulator:
             usage=_chat_usage(usage), service_tier=self._tier or (
                 getattr(first, "service_tier", None) if first is not None else None),
             provider_cost=_provider_cost(usage),
-            output_text="".join(self._parts) if usage is None else None)
+            output_text="".join(self._parts) if usage is None else None,
+            content=lambda: _streamed(self._parts, self._reasons))
 
 
 def _responses_usage(u: Any) -> Usage | None:
@@ -168,7 +226,20 @@ def _responses_input_texts(value: Any) -> Iterable[str]:
             yield from _text_of(item.get("content"))
 
 
-def _response_reply(response: Any, output_text: str | None = None) -> Reply:
+def _responses_content(kwargs: dict[str, Any]) -> tuple[list[Part] | None, list[Message]]:
+    instructions = kwargs.get("instructions")
+    value = kwargs.get("input")
+    if isinstance(value, str):
+        inputs: list[Message] = [{"role": "user", "parts": [text(value)]}]
+    else:
+        inputs = [{"role": item.get("role", "user"), "parts": _parts(item.get("content"))}
+                  if "content" in item else {"role": "tool", "parts": [
+                      {"type": str(item.get("type", "unknown"))}]}
+                  for item in value or () if isinstance(item, dict)]
+    return ([text(instructions)] if isinstance(instructions, str) else None), inputs
+
+
+def _response_reply(response: Any, streamed_text: str | None = None) -> Reply:
     usage = getattr(response, "usage", None)
     status = getattr(response, "status", None)
     reason = None
@@ -177,13 +248,18 @@ def _response_reply(response: Any, output_text: str | None = None) -> Reply:
         reason = getattr(details, "reason", None) or status
     elif status:
         reason = "stop" if status == "completed" else status
-    if usage is None and output_text is None:
-        output_text = getattr(response, "output_text", None)
+    reasons = (reason,) if reason else None
+
+    def said() -> str | None:
+        return streamed_text if streamed_text is not None else getattr(
+            response, "output_text", None)
+
     return Reply(
         model=getattr(response, "model", None), id=getattr(response, "id", None),
-        finish_reasons=(reason,) if reason else None, usage=_responses_usage(usage),
+        finish_reasons=reasons, usage=_responses_usage(usage),
         service_tier=getattr(response, "service_tier", None), provider_cost=_provider_cost(usage),
-        output_text=output_text if usage is None else None)
+        output_text=said() if usage is None else None,
+        content=lambda: _streamed([said() or ""], reasons))
 
 
 class ResponsesAdapter:
@@ -195,7 +271,8 @@ class ResponsesAdapter:
             provider=sc.PROVIDER_OPENAI, operation=sc.OP_CHAT, model=kwargs.get("model"),
             max_tokens=_int(kwargs.get("max_output_tokens")), stream=kwargs.get("stream") is True,
             conversation_id=_conversation_id(kwargs.get("conversation")),
-            input_texts=lambda: _responses_input_texts(input_value)), kwargs
+            input_texts=lambda: _responses_input_texts(input_value),
+            content=lambda: _responses_content(kwargs)), kwargs
 
     def reply(self, response: Any) -> Reply:
         return _response_reply(response)
@@ -226,7 +303,8 @@ class ResponsesAccumulator:
 
     def reply(self) -> Reply:
         if self._response is None:
-            return Reply(output_text="".join(self._parts))
+            return Reply(output_text="".join(self._parts),
+                         content=lambda: _streamed(self._parts, None))
         return _response_reply(self._response, "".join(self._parts))
 
 
