@@ -1,9 +1,11 @@
 """Estimated OTLP/protobuf size of a span, without encoding it.
 
-Why estimate: encoding a span to measure it costs as much as exporting it. Protobuf's
-layout is simple enough to add up: a tag and a length prefix per field, varints for
-integers, 8 bytes per double or fixed64. Resource and scope are sent once per batch and
-not counted. A test checks the estimate against the real encoder.
+Why estimate: encoding a span to measure it costs as much as exporting it, and this runs
+for every exported span. Protobuf's layout is simple enough to add up in one pass: per
+attribute a KeyValue (tag and length) holding the key (tag, length, bytes) and an AnyValue
+(tag, length, value). Length prefixes are taken as one byte up to 127 and two above, so
+the estimate is exact for short values and within a few bytes for long ones. Resource
+and scope are sent once per batch and not counted. A test checks against the encoder.
 """
 
 from __future__ import annotations
@@ -15,55 +17,46 @@ from typing import Any, Mapping
 _SPAN_FIXED = 71
 
 
-def _varint(n: int) -> int:
-    return 10 if n < 0 else max(1, (n.bit_length() + 6) // 7)
-
-
-def _text(s: str) -> int:
-    n = len(s) if s.isascii() else len(s.encode("utf-8", "replace"))
-    return n + _varint(n) + 1
-
-
-def _value(v: Any) -> int:
-    """Bytes of an AnyValue, its own tag and length included."""
-    if isinstance(v, str):
-        inner = _text(v)
-    elif isinstance(v, bool):
-        inner = 2
-    elif isinstance(v, int):
-        inner = 1 + _varint(v)
-    elif isinstance(v, float):
-        inner = 9
-    elif isinstance(v, (tuple, list)):
-        body = sum(_value(x) for x in v)
-        inner = body + _varint(body) + 1  # ArrayValue
-    else:
-        inner = _text(str(v))
-    return inner + _varint(inner) + 1
+def _str(value: str) -> int:
+    n = len(value) if value.isascii() else len(value.encode("utf-8", "replace"))
+    return n + (1 if n < 128 else 2 if n < 16384 else 3)
 
 
 def attributes_size(attributes: Mapping[str, Any] | None) -> int:
     """Bytes of repeated KeyValue."""
     total = 0
     for key, value in (attributes or {}).items():
-        body = _text(key) + _value(value)
-        total += body + _varint(body) + 1
+        kind = type(value)
+        if kind is str:
+            size = _str(value) + 1
+        elif kind is int:
+            size = 1 + (1 if 0 <= value < 128 else (value.bit_length() + 6) // 7
+                        if value > 0 else 10)
+        elif kind is float:
+            size = 9
+        elif kind is bool:
+            size = 2
+        elif kind is tuple or kind is list:
+            size = sum(_str(str(x)) + 3 for x in value) + 2
+        else:
+            size = _str(str(value)) + 1
+        size += 2 if size < 128 else 3  # AnyValue's tag and length
+        size += len(key) + 2  # the key's tag and length (keys are short and ASCII)
+        total += size + (2 if size < 128 else 3)  # KeyValue's tag and length
     return total
 
 
 def span_size(span: Any) -> int:
     """Estimated bytes of ``span`` in an OTLP ExportTraceServiceRequest."""
-    total = _SPAN_FIXED + _text(span.name) + attributes_size(span.attributes)
+    total = _SPAN_FIXED + _str(span.name) + 1 + attributes_size(span.attributes)
     state = span.context.trace_state
     if state:
-        total += _text(state.to_header())
+        total += _str(state.to_header()) + 1
     for event in span.events:
-        body = 9 + _text(event.name) + attributes_size(event.attributes)
-        total += body + _varint(body) + 1
+        total += 14 + _str(event.name) + attributes_size(event.attributes)
     for link in span.links:
-        body = 28 + attributes_size(link.attributes)
-        total += body + _varint(body) + 1
+        total += 32 + attributes_size(link.attributes)
     description = span.status.description
     if description:
-        total += _text(description)
+        total += _str(description) + 1
     return total
