@@ -106,8 +106,8 @@ def test_selected_by_name_under_opentelemetry_instrument(env, expected_th, expec
         from opentelemetry import trace
         tracer = trace.get_tracer("app")
         for _ in range(400):
-            with tracer.start_as_current_span("root"):
-                with tracer.start_as_current_span("child"):
+            with tracer.start_as_current_span("root", attributes={"app.route": "/chat"}):
+                with tracer.start_as_current_span("child", attributes={"app.step": 1}):
                     pass
     """)
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMCOST_"))}
@@ -128,3 +128,5 @@ def test_selected_by_name_under_opentelemetry_instrument(env, expected_th, expec
     for span in spans:
         assert expected_th in span["context"]["trace_state"]
         assert span["attributes"][sc.LLMCOST_SAMPLING_ADJUSTED_COUNT] == expected_count
+        # The span's own start attributes survive next to ours.
+        assert span["attributes"].get("app.route" if span["name"] == "root" else "app.step")
