@@ -181,21 +181,18 @@ class Invocation:
 
 
 def _capture(tel: Telemetry, span: Any, req: Request, reply: Reply | None) -> None:
-    """Content on the span (``all``) or to the tail stage (``kept``), cut to the budget."""
-    sink = None
-    if tel.capture == sc.CAPTURE_KEPT:
-        sink = _content.get_sink()
-        if sink is None:  # no tail stage: nothing could ever attach it
-            return
-    system, inputs = req.content() if req.content is not None else (None, None)
-    outputs = reply.content() if reply is not None and reply.content is not None else None
-    found = _content.attributes(system, inputs, outputs, tel.content_max_chars)
-    if not found:
+    """Content on the span (``all``), or its builder to the tail stage (``kept``)."""
+    def build() -> dict[str, str]:
+        system, inputs = req.content() if req.content is not None else (None, None)
+        outputs = reply.content() if reply is not None and reply.content is not None else None
+        return _content.attributes(system, inputs, outputs, tel.content_max_chars)
+
+    if tel.capture == sc.CAPTURE_ALL:
+        span.set_attributes(build())
         return
-    if sink is None:
-        span.set_attributes(found)
-    else:
-        sink(span.get_span_context(), found)
+    sink = _content.get_sink()
+    if sink is not None:  # else no tail stage: nothing could ever attach it
+        sink(span.get_span_context(), build)
 
 
 def _estimate(req: Request, output_text: str) -> Usage:

@@ -83,8 +83,8 @@ class LLMCostSampler(Sampler):
         value = th.format_ot(fields)
         if value is not None:
             state = state.update(_OT, value) if _OT in state else state.add(_OT, value)
-        return SamplingResult(Decision.RECORD_AND_SAMPLE, _merged(attributes, self._kept_attributes),
-                              state)
+        return SamplingResult(Decision.RECORD_AND_SAMPLE,
+                              _merged(attributes, self._kept_attributes), state)
 
     def get_description(self) -> str:
         return f"LLMCostSampler{{rate={self.rate}}}"

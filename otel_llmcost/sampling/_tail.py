@@ -15,13 +15,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanContext, StatusCode, TraceFlags, TraceState
 
-from otel_llmcost import semconv as sc
+from otel_llmcost import _faults, semconv as sc
+from otel_llmcost.instrumentation._content import Build
 from otel_llmcost.sampling import _threshold as th
 from otel_llmcost.sampling._policy import Policy
 from otel_llmcost.sampling._rules import Facts, Rules
@@ -31,8 +32,8 @@ from otel_llmcost.sampling._tax import Stats
 _PROBABILITY = sc.SAMPLING_RULE_PROBABILITY
 _UNKNOWN = object()
 # A decided batch: spans, the rule that keeps them (probability: exported as recorded),
-# and the content stashed for them by span id.
-_Batch = tuple[list[ReadableSpan], str, Mapping[int, Mapping[str, Any]]]
+# and the content builders stashed for them by span id.
+_Batch = tuple[list[ReadableSpan], str, Mapping[int, Build]]
 
 
 class _Trace:
@@ -43,7 +44,7 @@ class _Trace:
         self.spans: list[ReadableSpan] = []
         self.open = 0
         self.first_seen = now
-        self.content: dict[int, Mapping[str, Any]] | None = None
+        self.content: dict[int, Build] | None = None
 
     def add(self, span: ReadableSpan) -> None:
         self.spans.append(span)
@@ -137,14 +138,14 @@ class TailProcessor(SpanProcessor):
             self._housekeep(now, ready)
         self._export(ready)
 
-    def stash_content(self, context: SpanContext, attributes: Mapping[str, Any]) -> None:
-        """Content for a span, attached on export only if a rule keeps its trace."""
+    def stash_content(self, context: SpanContext, build: Build) -> None:
+        """How to build a span's content, called on export only if a rule keeps its trace."""
         with self._lock:
             trace = self._traces.get(context.trace_id)
             if trace is not None:
                 if trace.content is None:
                     trace.content = {}
-                trace.content[context.span_id] = attributes
+                trace.content[context.span_id] = build
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         ready: list[_Batch] = []
@@ -215,16 +216,18 @@ class TailProcessor(SpanProcessor):
                 self._stats.export(keep, count, size)
 
 
-def _relabel(span: ReadableSpan, rule: str, content: Mapping[int, Mapping[str, Any]]
-             ) -> ReadableSpan:
+def _relabel(span: ReadableSpan, rule: str, content: Mapping[int, Build]) -> ReadableSpan:
     """A sampled copy of a rule-kept span: adjusted count 1, the rule, its content, no th."""
     context = span.context
     attributes = dict(span.attributes or {})
     attributes[sc.LLMCOST_SAMPLING_ADJUSTED_COUNT] = 1.0
     attributes[sc.LLMCOST_SAMPLING_RULE] = rule
-    extra = content.get(context.span_id)
-    if extra:
-        attributes.update(extra)
+    build = content.get(context.span_id)
+    if build is not None:
+        try:
+            attributes.update(build())
+        except Exception as fault:  # noqa: BLE001 - never break the app
+            _faults.report("sampling.content", fault)
     return ReadableSpan(
         name=span.name,
         context=SpanContext(context.trace_id, context.span_id, is_remote=False,
