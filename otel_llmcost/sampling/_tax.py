@@ -66,7 +66,7 @@ class Stats:
                 name, callbacks=[lambda options: read()], unit=unit, description=description)
 
         counter(sc.METRIC_TELEMETRY_SPANS_SEEN, sc.UNIT_SPAN,
-                "Spans started (exported + dropped + waiting for a tail decision).",
+                "Spans ended or dropped at start (exported + dropped + waiting to be decided).",
                 lambda: [Observation(self.seen + self._head_drops)])
         counter(sc.METRIC_TELEMETRY_SPANS_EXPORTED, sc.UNIT_SPAN,
                 "Spans handed to the exporters, by the sampling rule that kept them.",
