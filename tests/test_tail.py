@@ -360,3 +360,21 @@ def test_content_stays_off_by_default(telemetry, openai_client):
 def _ctx(span: Any) -> Any:
     from opentelemetry.trace import set_span_in_context
     return set_span_in_context(span)
+
+
+def test_install_is_idempotent_and_only_counts_under_another_sampler():
+    exporter = InMemorySpanExporter()
+    reader = InMemoryMetricReader()
+    provider = TracerProvider()  # the SDK's default sampler: nothing is held back
+    processor = SimpleSpanProcessor(exporter)
+    provider.add_span_processor(processor)
+    meters = MeterProvider(metric_readers=[reader])
+    stage = install(provider, meters)
+    assert install(provider, meters) is stage
+    assert provider._active_span_processor._span_processors == (processor, stage)
+    with provider.get_tracer("app").start_as_current_span("root"):
+        pass
+    assert len(exporter.get_finished_spans()) == 1
+    points = {m.name: m.data.data_points for rm in reader.get_metrics_data().resource_metrics
+              for sm in rm.scope_metrics for m in sm.metrics}
+    assert [p.value for p in points[sc.METRIC_TELEMETRY_SPANS_EXPORTED]] == [1]

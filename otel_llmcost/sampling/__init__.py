@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from typing import Any, Sequence
 
 from opentelemetry import trace
@@ -122,7 +123,8 @@ def sampler_from_env(arg: str | None = None) -> LLMCostSampler:
     return LLMCostSampler(policy.rate, policy)
 
 
-_installed: dict[int, TailProcessor] = {}
+_installed: weakref.WeakKeyDictionary[TracerProvider, TailProcessor] = (
+    weakref.WeakKeyDictionary())
 _install_lock = threading.Lock()
 
 
@@ -139,7 +141,7 @@ def install(tracer_provider: Any = None, meter_provider: Any = None) -> TailProc
         _LOG.debug("otel-llmcost: no SDK TracerProvider; sampling self-metrics are off")
         return None
     with _install_lock:
-        found = _installed.get(id(provider))
+        found = _installed.get(provider)
         if found is not None:
             return found
         sampler = provider.sampler
@@ -163,7 +165,7 @@ def install(tracer_provider: Any = None, meter_provider: Any = None) -> TailProc
         if tail and policy.capture == sc.CAPTURE_KEPT:
             _content.set_sink(stage.stash_content)
         stats.register(policy, lambda: stage.top_threshold, meter_provider)
-        _installed[id(provider)] = stage
+        _installed[provider] = stage
         return stage
 
 
