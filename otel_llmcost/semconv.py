@@ -7,6 +7,7 @@ spelled exactly once. GenAI names follow the OpenTelemetry GenAI semantic conven
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 # --- GenAI semantic-convention span attributes -------------------------------------
@@ -134,6 +135,149 @@ DURATION_BUCKETS: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56,
 COST_BUCKETS: Final = tuple(
     float(f"{m}e{e}") for e in range(-6, 2) for m in (1, 2, 5)
 ) + (100.0,)
+
+# --- The rollup processor's metrics (otel-llmcost-processor, Prometheus endpoint) ------
+# One catalogue: the processor exports exactly these and the dashboards import them.
+# Conversation and trace ids are never labels; customer ids only on top_cost (top K).
+
+
+@dataclass(frozen=True, slots=True)
+class MetricDef:
+    """A metric of the processor: name, instrument kind, unit, labels and buckets."""
+
+    name: str
+    kind: str  # "counter", "gauge" or "histogram"
+    unit: str
+    description: str
+    attributes: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+
+    @property
+    def prometheus(self) -> str:
+        """The Prometheus name, as OpenTelemetry's Prometheus translation spells it."""
+        return prometheus_name(self.name, self.unit, self.kind == "counter")
+
+
+def prometheus_label(name: str) -> str:
+    """``llmcost.turn.bucket`` → ``llmcost_turn_bucket``."""
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+
+
+def prometheus_name(name: str, unit: str, counter: bool = False) -> str:
+    """``llmcost.trace.cost`` + ``USD`` → ``llmcost_trace_cost_USD``; counters get ``_total``.
+
+    Dots become underscores; a unit in braces (``{call}``) adds nothing; ``s``, ``By`` and
+    ``1`` become ``seconds``, ``bytes`` and ``ratio``; any other unit is appended as it is.
+    """
+    base = prometheus_label(name)
+    suffix = {"s": "seconds", "By": "bytes", "1": "ratio"}.get(unit, unit)
+    if suffix and not suffix.startswith("{") and not base.endswith("_" + suffix):
+        base = f"{base}_{suffix}"
+    return f"{base}_total" if counter else base
+
+
+# Labels of processor metrics.
+LLMCOST_TURN_BUCKET: Final = "llmcost.turn.bucket"  # turn index bucket
+TURN_BUCKETS: Final = ((1, "1"), (2, "2"), (4, "3-4"), (8, "5-8"), (16, "9-16"),
+                       (None, "17+"))  # (last index in the bucket, label)
+LLMCOST_WINDOW: Final = "llmcost.window"  # "1h" or "1d"
+WINDOWS: Final = (("1h", 3600), ("1d", 86400))
+LLMCOST_TOP_PERCENT: Final = "llmcost.top_percent"
+SPEND_SHARE_PERCENTS: Final = (0.1, 1.0, 5.0, 10.0, 20.0, 50.0)
+LLMCOST_HOUR_OF_DAY: Final = "llmcost.hour_of_day"  # UTC, "00" … "23"
+LLMCOST_RUNAWAY_REASON: Final = "llmcost.runaway.reason"  # "llm_calls" or "cost"
+CUSTOMER_OTHER: Final = "__other__"  # everyone outside the top K, so the sum stays exact
+CUSTOMER_UNATTRIBUTED: Final = "__unattributed__"  # spend of calls with no customer id
+UNIT_TURN: Final = "{turn}"
+UNIT_CUSTOMER: Final = "{customer}"
+UNIT_RATIO: Final = "1"
+
+# Entity totals can pass $100: buckets 1-2-5 per decade up to $10,000.
+ROLLUP_COST_BUCKETS: Final = COST_BUCKETS[:-1] + tuple(
+    float(f"{m}e{e}") for e in range(2, 4) for m in (1, 2, 5)) + (10000.0,)
+COUNT_BUCKETS: Final = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 32, 40, 50, 64, 100, 128,
+                        256, 512, 1024)
+
+M_CONVERSATION_COST: Final = MetricDef(
+    "llmcost.conversation.cost", "histogram", UNIT_USD,
+    "Total cost of a conversation, observed when it closes (idle timeout).",
+    buckets=ROLLUP_COST_BUCKETS)
+M_CONVERSATION_TURNS: Final = MetricDef(
+    "llmcost.conversation.turns", "histogram", UNIT_TURN,
+    "Turns (agent traces) of a conversation, observed when it closes.",
+    buckets=COUNT_BUCKETS)
+M_TURN_COST: Final = MetricDef(
+    "llmcost.turn.cost", "histogram", UNIT_USD,
+    "Cost of one turn, by the turn's index in its conversation (bucketed).",
+    (LLMCOST_TURN_BUCKET,), ROLLUP_COST_BUCKETS)
+M_TURN_INPUT_TOKENS: Final = MetricDef(
+    "llmcost.turn.input_tokens", "histogram", UNIT_TOKEN,
+    "Input tokens of a turn's first LLM call (the context it carries), by turn index.",
+    (LLMCOST_TURN_BUCKET,), TOKEN_BUCKETS)
+M_TRACE_COST: Final = MetricDef(
+    "llmcost.trace.cost", "histogram", UNIT_USD,
+    "LLM cost of one agent trace, observed when it closes.", buckets=ROLLUP_COST_BUCKETS)
+M_TRACE_LLM_CALLS: Final = MetricDef(
+    "llmcost.trace.llm_calls", "histogram", UNIT_CALL, "LLM calls in one agent trace.",
+    buckets=COUNT_BUCKETS)
+M_TRACE_TOOL_CALLS: Final = MetricDef(
+    "llmcost.trace.tool_calls", "histogram", UNIT_CALL,
+    "Tool calls (execute_tool spans) in one agent trace.", buckets=COUNT_BUCKETS)
+M_TRACE_RETRIES: Final = MetricDef(
+    "llmcost.trace.retries", "counter", UNIT_CALL,
+    "SDK-internal retries of LLM calls, summed over closed traces.")
+M_TRACE_DURATION: Final = MetricDef(
+    "llmcost.trace.duration", "histogram", UNIT_SECONDS,
+    "First span start to last span end of one agent trace.", buckets=DURATION_BUCKETS)
+M_TRACE_DEPTH: Final = MetricDef(
+    "llmcost.trace.depth", "histogram", "{span}", "Nesting depth of one agent trace.",
+    buckets=COUNT_BUCKETS)
+M_TRACE_RUNAWAY: Final = MetricDef(
+    "llmcost.trace.runaway", "counter", UNIT_TRACE,
+    "Agent traces past the runaway limits (LLM calls or cost); exemplars carry trace ids.",
+    (LLMCOST_RUNAWAY_REASON,))
+M_CUSTOMER_WINDOW_COST: Final = MetricDef(
+    "llmcost.customer.window_cost", "histogram", UNIT_USD,
+    "One customer's spend in one closed window (hourly or daily).",
+    (LLMCOST_WINDOW,), ROLLUP_COST_BUCKETS)
+M_CUSTOMER_SPEND_SHARE: Final = MetricDef(
+    "llmcost.customer.spend_share", "gauge", UNIT_RATIO,
+    "Share of the current window's spend by its top N % of customers (a Lorenz curve).",
+    (LLMCOST_WINDOW, LLMCOST_TOP_PERCENT))
+M_CUSTOMER_TOP_COST: Final = MetricDef(
+    "llmcost.customer.top_cost", "gauge", UNIT_USD,
+    "Spend so far in the current window of the top K customers, __other__ (everyone "
+    "else) and __unattributed__; the series add up to the window's total.",
+    (LLMCOST_WINDOW, LLMCOST_CUSTOMER_ID))
+M_CUSTOMER_ACTIVE: Final = MetricDef(
+    "llmcost.customer.active", "gauge", UNIT_CUSTOMER,
+    "Distinct customers with spend in the current window.", (LLMCOST_WINDOW,))
+M_CUSTOMER_COST_PER_ACTIVE: Final = MetricDef(
+    "llmcost.customer.cost_per_active", "gauge", UNIT_USD,
+    "Spend per active customer in the last closed hour with this UTC hour of day.",
+    (LLMCOST_HOUR_OF_DAY,))
+# Self-metrics of the processor.
+LLMCOST_ENTITY: Final = "llmcost.entity"  # "trace", "conversation" or "customer"
+ENTITIES: Final = ("trace", "conversation", "customer")
+M_PROCESSOR_OPEN: Final = MetricDef(
+    "llmcost.processor.open", "gauge", "{entity}",
+    "Open agent traces, conversations and current-window customers held in state.",
+    (LLMCOST_ENTITY,))
+M_PROCESSOR_EVICTIONS: Final = MetricDef(
+    "llmcost.processor.evictions", "counter", "{entity}",
+    "Entities closed early because their cap was reached (what they had was emitted).",
+    (LLMCOST_ENTITY,))
+M_PROCESSOR_LATE_SPANS: Final = MetricDef(
+    "llmcost.processor.late_spans", "counter", UNIT_SPAN,
+    "Spans that came after their trace closed (entity trace: left out of its "
+    "distributions) or their customer window closed (entity customer: their spend went "
+    "to the newest window).", (LLMCOST_ENTITY,))
+ROLLUP_METRICS: Final = (
+    M_CONVERSATION_COST, M_CONVERSATION_TURNS, M_TURN_COST, M_TURN_INPUT_TOKENS,
+    M_TRACE_COST, M_TRACE_LLM_CALLS, M_TRACE_TOOL_CALLS, M_TRACE_RETRIES, M_TRACE_DURATION,
+    M_TRACE_DEPTH, M_TRACE_RUNAWAY, M_CUSTOMER_WINDOW_COST, M_CUSTOMER_SPEND_SHARE,
+    M_CUSTOMER_TOP_COST, M_CUSTOMER_ACTIVE, M_CUSTOMER_COST_PER_ACTIVE, M_PROCESSOR_OPEN,
+    M_PROCESSOR_EVICTIONS, M_PROCESSOR_LATE_SPANS)
 
 # --- Environment variables ---------------------------------------------------------
 ENV_PRICES_FILE: Final = "LLMCOST_PRICES_FILE"

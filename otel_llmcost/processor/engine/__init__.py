@@ -1,0 +1,83 @@
+"""The rollup engine: pure. No sockets, no threads, and no clock but the one it is given.
+
+`Engine.ingest` takes `SpanRecord`s with the time they arrived; `Engine.advance` closes
+what is due at a given time; `Engine.metrics` and `Engine.gauges` are what it knows.
+Every rolled-up figure is weighted by the span's sampling adjusted count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from otel_llmcost import semconv as sc
+from otel_llmcost.processor.engine._conversations import Conversations, turn_bucket
+from otel_llmcost.processor.engine._customers import Customers, Gauge
+from otel_llmcost.processor.engine._metrics import Exemplar, Histogram, Metrics
+from otel_llmcost.processor.engine._traces import TraceLimits, Traces
+from otel_llmcost.processor.records import SpanRecord
+
+__all__ = ["Config", "Engine", "Exemplar", "Histogram", "Metrics", "turn_bucket"]
+
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Waits, caps and limits of the rollups (seconds and USD)."""
+
+    trace_wait_s: float = 5.0  # a trace closes this long after its root span arrived
+    trace_idle_s: float = 120.0  # …or this long after its last span, if no root comes
+    conversation_idle_s: float = 1800.0
+    max_traces: int = 100_000
+    max_conversations: int = 100_000
+    max_customers: int = 100_000  # per window
+    max_spans_per_trace: int = 1024  # links kept to measure depth
+    runaway_llm_calls: int = 50
+    runaway_cost_usd: float = 5.0
+    top_k: int = 20
+    window_grace_s: float = 60.0
+
+
+class Engine:
+    """Agent traces, conversations and customers, rolled up from spans."""
+
+    def __init__(self, config: Config = Config()) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.conversations = Conversations(int(config.conversation_idle_s * _NS),
+                                           config.max_conversations, self.metrics)
+        self.traces = Traces(
+            TraceLimits(wait_ns=int(config.trace_wait_s * _NS),
+                        idle_ns=int(config.trace_idle_s * _NS), max_open=config.max_traces,
+                        max_spans=config.max_spans_per_trace,
+                        runaway_llm_calls=config.runaway_llm_calls,
+                        runaway_cost_usd=config.runaway_cost_usd),
+            self.metrics, self.conversations.add_turn)
+        self.customers = Customers(int(config.window_grace_s * _NS), config.max_customers,
+                                   config.top_k, self.metrics)
+
+    def ingest(self, records: Iterable[SpanRecord], now_ns: int) -> None:
+        """Roll up spans that arrived at ``now_ns``."""
+        traces, conversations, customers = self.traces, self.conversations, self.customers
+        for record in records:
+            traces.add(record, now_ns)
+            if record.llm:
+                if record.conversation_id:
+                    conversations.touch(record.conversation_id, now_ns)
+                customers.add(record.customer_id, record.cost * record.weight, record.end_ns,
+                              now_ns)
+
+    def advance(self, now_ns: int) -> None:
+        """Close the traces, conversations and windows that are due at ``now_ns``."""
+        self.traces.advance(now_ns)
+        self.conversations.advance(now_ns)
+        self.customers.advance(now_ns)
+
+    def gauges(self) -> Iterator[Gauge]:
+        """Current values: customer windows and the size of the state."""
+        yield from self.customers.gauges()
+        for entity, count in (("trace", len(self.traces.open)),
+                              ("conversation", len(self.conversations.open)),
+                              ("customer", self.customers.open_count())):
+            yield sc.M_PROCESSOR_OPEN, (entity,), float(count)

@@ -1,0 +1,77 @@
+"""Conversations: turns across traces, closed on an idle timeout.
+
+Each turn (one trace's calls in the conversation) is observed as it completes, by its
+bucketed index, so that the cost-by-turn curve shows; a closed conversation is observed
+into the conversation distributions.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from otel_llmcost import semconv as sc
+from otel_llmcost.processor.engine._metrics import Metrics
+from otel_llmcost.processor.engine._traces import Turn
+
+
+def turn_bucket(index: int) -> str:
+    """``1``, ``2``, ``3-4``, ``5-8``, ``9-16`` or ``17+`` (semconv.TURN_BUCKETS)."""
+    for last, label in sc.TURN_BUCKETS:
+        if last is None or index <= last:
+            return label
+    raise AssertionError("TURN_BUCKETS ends with an open bucket")
+
+
+class OpenConversation:
+    __slots__ = ("turns", "cost", "last_ns")
+
+    def __init__(self) -> None:
+        self.turns = 0.0  # weighted: a turn kept at 1 % stands for 100
+        self.cost = 0.0
+        self.last_ns = 0
+
+
+class Conversations:
+    """Open conversations, in order of last activity."""
+
+    def __init__(self, idle_ns: int, max_open: int, metrics: Metrics) -> None:
+        self._idle_ns = idle_ns
+        self._max_open = max_open
+        self._metrics = metrics
+        self.open: OrderedDict[str, OpenConversation] = OrderedDict()
+
+    def touch(self, conversation_id: str, now_ns: int) -> OpenConversation:
+        """A span of the conversation arrived: it is active (created if new)."""
+        found = self.open.get(conversation_id)
+        if found is None:
+            found = self.open[conversation_id] = OpenConversation()
+            if len(self.open) > self._max_open:
+                self._metrics.add(sc.M_PROCESSOR_EVICTIONS, 1, ("conversation",))
+                self.close(next(iter(self.open)))
+        else:
+            self.open.move_to_end(conversation_id)
+        found.last_ns = now_ns
+        return found
+
+    def add_turn(self, conversation_id: str, turn: Turn, weight: float, now_ns: int) -> None:
+        conversation = self.touch(conversation_id, now_ns)
+        index = int(conversation.turns) + 1
+        conversation.turns += weight
+        conversation.cost += turn.cost * weight
+        labels = (turn_bucket(index),)
+        self._metrics.observe(sc.M_TURN_COST, turn.cost, weight, labels)
+        self._metrics.observe(sc.M_TURN_INPUT_TOKENS, turn.input_tokens, weight, labels)
+
+    def advance(self, now_ns: int) -> None:
+        idle_before, open_ = now_ns - self._idle_ns, self.open
+        while open_:
+            conversation_id, conversation = next(iter(open_.items()))
+            if conversation.last_ns > idle_before:
+                break
+            self.close(conversation_id)
+
+    def close(self, conversation_id: str) -> None:
+        conversation = self.open.pop(conversation_id)
+        if conversation.turns:  # spans came, but no trace of it has closed yet: nothing to say
+            self._metrics.observe(sc.M_CONVERSATION_COST, conversation.cost)
+            self._metrics.observe(sc.M_CONVERSATION_TURNS, conversation.turns)

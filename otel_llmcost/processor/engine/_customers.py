@@ -1,0 +1,136 @@
+"""Customers: spend per UTC-aligned window (hourly and daily), by event time.
+
+A window stays open until ``grace`` after its end, for spans still in flight; a span
+for a window already closed is late and counted in the newest open one. A closed window
+observes each customer's spend into the window-cost distribution, and an hourly one
+records the spend per active customer for its hour of day. The gauges describe the
+newest open window: top K spenders plus ``__other__`` and ``__unattributed__`` (the
+series add up to the window's total), the spend share of the top N % (a Lorenz curve
+in six points), and the number of active customers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Iterator
+
+from otel_llmcost import semconv as sc
+from otel_llmcost.processor.engine._metrics import Labels, Metrics
+from otel_llmcost.semconv import MetricDef
+
+Gauge = tuple[MetricDef, Labels, float]
+
+
+class Window:
+    __slots__ = ("spend", "other", "unattributed")
+
+    def __init__(self) -> None:
+        self.spend: OrderedDict[str, float] = OrderedDict()  # in order of first spend
+        self.other = 0.0  # customers folded in when the window was full
+        self.unattributed = 0.0
+
+    def total(self) -> float:
+        return sum(self.spend.values()) + self.other + self.unattributed
+
+
+class Windows:
+    """The open windows of one length (e.g. hourly), by window index."""
+
+    def __init__(self, label: str, length_s: int, grace_ns: int, max_customers: int,
+                 metrics: Metrics) -> None:
+        self.label = label
+        self._length_ns = length_s * 1_000_000_000
+        self._grace_ns = grace_ns
+        self._max_customers = max_customers
+        self._metrics = metrics
+        self.open: dict[int, Window] = {}
+        self._closed_through = -1  # the newest closed window index
+        self.per_active: dict[int, float] = {}  # hour of day → spend per active customer
+
+    def add(self, customer_id: str | None, amount: float, end_ns: int, now_ns: int) -> None:
+        index = min(end_ns, now_ns) // self._length_ns
+        if index <= self._closed_through:
+            self._metrics.add(sc.M_PROCESSOR_LATE_SPANS, 1, ("customer",))
+            index = max(self.open, default=now_ns // self._length_ns)
+        window = self.open.get(index)
+        if window is None:
+            window = self.open[index] = Window()
+        if customer_id is None:
+            window.unattributed += amount
+            return
+        spend = window.spend
+        if customer_id in spend:
+            spend[customer_id] += amount
+        elif len(spend) < self._max_customers:
+            spend[customer_id] = amount
+        else:  # full: fold the longest-known customer into __other__ to make room
+            _, folded = spend.popitem(last=False)
+            window.other += folded
+            spend[customer_id] = amount
+            self._metrics.add(sc.M_PROCESSOR_EVICTIONS, 1, ("customer",))
+
+    def advance(self, now_ns: int) -> None:
+        for index in sorted(self.open):
+            if (index + 1) * self._length_ns + self._grace_ns > now_ns:
+                break
+            self._close(index)
+
+    def _close(self, index: int) -> None:
+        window = self.open.pop(index)
+        self._closed_through = max(self._closed_through, index)
+        labels = (self.label,)
+        for amount in window.spend.values():
+            self._metrics.observe(sc.M_CUSTOMER_WINDOW_COST, amount, 1.0, labels)
+        if self._length_ns == 3600 * 1_000_000_000 and window.spend:
+            self.per_active[index % 24] = sum(window.spend.values()) / len(window.spend)
+
+    def gauges(self, top_k: int) -> Iterator[Gauge]:
+        if not self.open:
+            return
+        window = self.open[max(self.open)]
+        label = self.label
+        ranked = sorted(window.spend.values(), reverse=True)
+        attributed = sum(ranked)
+        top = sorted(window.spend.items(), key=lambda kv: kv[1], reverse=True)[:top_k]
+        for customer_id, amount in top:
+            yield sc.M_CUSTOMER_TOP_COST, (label, customer_id), amount
+        rest = attributed - sum(amount for _, amount in top) + window.other
+        yield sc.M_CUSTOMER_TOP_COST, (label, sc.CUSTOMER_OTHER), rest
+        yield sc.M_CUSTOMER_TOP_COST, (label, sc.CUSTOMER_UNATTRIBUTED), window.unattributed
+        yield sc.M_CUSTOMER_ACTIVE, (label,), float(len(ranked))
+        if attributed > 0:
+            cumulative = [0.0]
+            for amount in ranked:
+                cumulative.append(cumulative[-1] + amount)
+            for percent in sc.SPEND_SHARE_PERCENTS:
+                k = max(1, math.ceil(len(ranked) * percent / 100))
+                yield (sc.M_CUSTOMER_SPEND_SHARE, (label, f"{percent:g}"),
+                       cumulative[k] / attributed)
+
+
+class Customers:
+    """Hourly and daily windows of customer spend."""
+
+    def __init__(self, grace_ns: int, max_customers: int, top_k: int, metrics: Metrics) -> None:
+        self._top_k = top_k
+        self.windows = tuple(Windows(label, length, grace_ns, max_customers, metrics)
+                             for label, length in sc.WINDOWS)
+
+    def add(self, customer_id: str | None, amount: float, end_ns: int, now_ns: int) -> None:
+        for windows in self.windows:
+            windows.add(customer_id, amount, end_ns, now_ns)
+
+    def advance(self, now_ns: int) -> None:
+        for windows in self.windows:
+            windows.advance(now_ns)
+
+    def gauges(self) -> Iterator[Gauge]:
+        for windows in self.windows:
+            yield from windows.gauges(self._top_k)
+        for hour, value in sorted(self.windows[0].per_active.items()):
+            yield sc.M_CUSTOMER_COST_PER_ACTIVE, (f"{hour:02d}",), value
+
+    def open_count(self) -> int:
+        windows = self.windows[0]
+        return len(windows.open[max(windows.open)].spend) if windows.open else 0

@@ -1,0 +1,169 @@
+"""Agent traces: one open entry per trace id, closed a wait after its root ends (or idle).
+
+A closed trace is observed into the trace distributions (cost, LLM calls, tool calls,
+duration, depth), checked against the runaway limits, and handed on as turns of the
+conversations its LLM calls named.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Callable
+
+from otel_llmcost import semconv as sc
+from otel_llmcost.processor.engine._metrics import Exemplar, Metrics
+from otel_llmcost.processor.records import SpanRecord
+
+
+@dataclass(frozen=True, slots=True)
+class TraceLimits:
+    wait_ns: int  # after the root span ended
+    idle_ns: int  # since the last span, for traces whose root never arrives
+    max_open: int
+    max_spans: int  # span links kept per trace for its depth
+    runaway_llm_calls: int
+    runaway_cost_usd: float
+
+
+class Turn:
+    """What one trace contributed to one conversation."""
+
+    __slots__ = ("cost", "input_tokens", "first_start_ns", "customer_id")
+
+    def __init__(self, customer_id: str | None) -> None:
+        self.cost = 0.0
+        self.input_tokens = 0
+        self.first_start_ns = 0
+        self.customer_id = customer_id
+
+
+class OpenTrace:
+    __slots__ = ("start_ns", "end_ns", "llm_calls", "tool_calls", "retries", "cost", "weight",
+                 "parents", "turns", "root_ended", "last_ns")
+
+    def __init__(self) -> None:
+        self.last_ns = 0  # when its last span arrived (engine time)
+        self.start_ns = 0
+        self.end_ns = 0
+        self.llm_calls = 0
+        self.tool_calls = 0
+        self.retries = 0
+        self.cost = 0.0
+        self.weight = 1.0
+        self.parents: dict[bytes, bytes] = {}
+        self.turns: dict[str, Turn] | None = None
+        self.root_ended = False
+
+    def add(self, r: SpanRecord, max_spans: int) -> None:
+        if self.start_ns == 0 or r.start_ns < self.start_ns:
+            self.start_ns = r.start_ns
+        if r.end_ns > self.end_ns:
+            self.end_ns = r.end_ns
+        if r.weight > self.weight:
+            self.weight = r.weight
+        if len(self.parents) < max_spans:
+            self.parents[r.span_id] = r.parent_span_id
+        if r.tool:
+            self.tool_calls += 1
+        if not r.llm:
+            return
+        self.llm_calls += 1
+        self.retries += r.retries
+        self.cost += r.cost
+        if r.conversation_id:
+            turns = self.turns
+            if turns is None:
+                turns = self.turns = {}
+            turn = turns.get(r.conversation_id)
+            if turn is None:
+                turn = turns[r.conversation_id] = Turn(r.customer_id)
+            turn.cost += r.cost
+            if turn.first_start_ns == 0 or r.start_ns < turn.first_start_ns:
+                turn.first_start_ns = r.start_ns
+                turn.input_tokens = r.input_tokens
+
+    def depth(self) -> int:
+        """Spans on the longest root-to-leaf path (of the spans whose links were kept)."""
+        parents, depths = self.parents, {}
+        for span_id in parents:
+            path, node = [], span_id
+            while node in parents and node not in depths and len(path) <= len(parents):
+                path.append(node)  # the length bound stops a hostile cycle
+                node = parents[node]
+            base = depths.get(node, 0)
+            for step in reversed(path):
+                base += 1
+                depths[step] = base
+        return max(depths.values(), default=0)
+
+
+class Traces:
+    """Open agent traces, in order of last activity."""
+
+    def __init__(self, limits: TraceLimits, metrics: Metrics,
+                 on_turn: Callable[[str, Turn, float, int], None]) -> None:
+        self._limits = limits
+        self._metrics = metrics
+        self._on_turn = on_turn  # (conversation id, turn, weight, now_ns)
+        self.open: OrderedDict[bytes, OpenTrace] = OrderedDict()
+        self._due: deque[tuple[int, bytes]] = deque()  # (close at, trace id), by time
+        # Recently closed traces: a late span of one is counted, not made a new trace.
+        self._closed: OrderedDict[bytes, None] = OrderedDict()
+        self.runaways: deque[Exemplar] = deque(maxlen=100)  # recent, for drill-down
+
+    def add(self, r: SpanRecord, now_ns: int) -> None:
+        trace = self.open.get(r.trace_id)
+        if trace is None:
+            if r.trace_id in self._closed:
+                self._metrics.add(sc.M_PROCESSOR_LATE_SPANS, 1, ("trace",))
+                return
+            trace = self.open[r.trace_id] = OpenTrace()
+            if len(self.open) > self._limits.max_open:
+                oldest = next(iter(self.open))
+                self._metrics.add(sc.M_PROCESSOR_EVICTIONS, 1, ("trace",))
+                self.close(oldest, now_ns)
+        else:
+            self.open.move_to_end(r.trace_id)
+        trace.last_ns = now_ns
+        trace.add(r, self._limits.max_spans)
+        if not r.parent_span_id and not trace.root_ended:
+            trace.root_ended = True
+            self._due.append((now_ns + self._limits.wait_ns, r.trace_id))
+
+    def advance(self, now_ns: int) -> None:
+        """Close the traces whose wait after the root, or whose idle time, has passed."""
+        due = self._due
+        while due and due[0][0] <= now_ns:
+            self.close(due.popleft()[1], now_ns)
+        idle_before, open_ = now_ns - self._limits.idle_ns, self.open
+        while open_:  # in last-activity order: the first entry is the idlest
+            trace_id, trace = next(iter(open_.items()))
+            if trace.last_ns > idle_before:
+                break
+            self.close(trace_id, now_ns)
+
+    def close(self, trace_id: bytes, now_ns: int) -> None:
+        trace = self.open.pop(trace_id, None)
+        if trace is None:
+            return  # already closed (evicted, or idle before its wait ended)
+        closed = self._closed
+        closed[trace_id] = None
+        if len(closed) > self._limits.max_open:
+            closed.popitem(last=False)
+        m, weight, limits = self._metrics, trace.weight, self._limits
+        m.observe(sc.M_TRACE_COST, trace.cost, weight)
+        m.observe(sc.M_TRACE_LLM_CALLS, trace.llm_calls, weight)
+        m.observe(sc.M_TRACE_TOOL_CALLS, trace.tool_calls, weight)
+        m.observe(sc.M_TRACE_DURATION, max(0, trace.end_ns - trace.start_ns) / 1e9, weight)
+        m.observe(sc.M_TRACE_DEPTH, trace.depth(), weight)
+        if trace.retries:
+            m.add(sc.M_TRACE_RETRIES, trace.retries * weight)
+        reason = ("llm_calls" if trace.llm_calls > limits.runaway_llm_calls else
+                  "cost" if trace.cost > limits.runaway_cost_usd else None)
+        if reason is not None:
+            exemplar = Exemplar(trace_id.hex(), trace.cost, now_ns)
+            m.add(sc.M_TRACE_RUNAWAY, weight, (reason,), exemplar)
+            self.runaways.append(exemplar)
+        for conversation_id, turn in (trace.turns or {}).items():
+            self._on_turn(conversation_id, turn, weight, now_ns)
