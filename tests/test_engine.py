@@ -201,3 +201,56 @@ def test_prometheus_names_follow_the_opentelemetry_translation():
     assert sc.M_TRACE_DURATION.prometheus == "llmcost_trace_duration_seconds"
     assert sc.M_CUSTOMER_SPEND_SHARE.prometheus == "llmcost_customer_spend_share_ratio"
     assert sc.prometheus_label(sc.LLMCOST_TURN_BUCKET) == "llmcost_turn_bucket"
+
+
+def workload(seed: int, traces: int) -> list[tuple[int, list[SpanRecord]]]:
+    """A seeded stream of (arrival time, spans): agents with retries, conversations,
+    customers, weights, spans arriving child-first, over two hours."""
+    import random
+    rng = random.Random(seed)
+    out = []
+    for t in range(traces):
+        now = t * (2 * HOUR // traces)
+        root = span(1000 + t, at=now, weight=rng.choice((1.0, 1.0, 4.0)))
+        calls = [call(1000 + t, root.span_id, rng.paretovariate(1.2) / 100, at=now,
+                      conversation_id=f"c{rng.randrange(40)}", customer_id=f"k{rng.randrange(25)}",
+                      input_tokens=rng.randrange(100, 5000), retries=rng.choice((0, 0, 1)),
+                      weight=root.weight)
+                 for _ in range(rng.randrange(1, 6))]
+        tools = [span(1000 + t, calls[0].span_id, at=now, tool=True, weight=root.weight)]
+        out.append((now, [*tools, *calls, root]))
+    return out
+
+
+def run(engine: Engine, steps: list[tuple[int, list[SpanRecord]]]) -> Engine:
+    for now, records in steps:
+        engine.ingest(records, now)
+        engine.advance(now)
+    return engine
+
+
+def observable(engine: Engine) -> tuple:
+    live = sorted(engine.gauges(), key=lambda g: (g[0].name, g[1]))
+    engine.advance(10 * HOUR)  # close everything that is open
+    return (sorted((m.name, labels, tuple(h.counts), round(h.sum, 9))
+                   for (m, labels), h in engine.metrics.histograms.items()),
+            sorted((m.name, labels, round(v, 9)) for (m, labels), v in
+                   engine.metrics.counters.items()),
+            sorted(engine.gauges(), key=lambda g: (g[0].name, g[1])), live)
+
+
+def test_a_restored_checkpoint_continues_exactly_like_an_uninterrupted_run():
+    import json
+    steps = workload(seed=5, traces=600)
+    config = Config(trace_wait_s=30, conversation_idle_s=900)
+    uninterrupted = run(Engine(config), steps)
+    first = run(Engine(config), steps[:311])
+    saved = json.loads(json.dumps(first.dump()))  # what the checkpoint file holds
+    assert saved["traces"] and saved["conversations"] and saved["windows"]["1h"]["open"]
+    restored = run(Engine.restore(config, saved), steps[311:])
+    assert observable(restored) == observable(uninterrupted)
+
+
+def test_a_checkpoint_of_another_version_is_refused():
+    with pytest.raises(ValueError, match="version"):
+        Engine.restore(Config(), {"version": 999})

@@ -8,11 +8,12 @@ Every rolled-up figure is weighted by the span's sampling adjusted count.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from otel_llmcost import semconv as sc
 from otel_llmcost.processor.engine._conversations import Conversations, turn_bucket
 from otel_llmcost.processor.engine._customers import Customers, Gauge
+from otel_llmcost.processor.engine import _state
 from otel_llmcost.processor.engine._metrics import Exemplar, Histogram, Metrics
 from otel_llmcost.processor.engine._traces import TraceLimits, Traces
 from otel_llmcost.processor.records import SpanRecord
@@ -73,6 +74,17 @@ class Engine:
         self.traces.advance(now_ns)
         self.conversations.advance(now_ns)
         self.customers.advance(now_ns)
+
+    def dump(self) -> dict[str, Any]:
+        """The whole state as JSON-able data (for a checkpoint)."""
+        return _state.dump(self)
+
+    @classmethod
+    def restore(cls, config: Config, state: dict[str, Any]) -> Engine:
+        """An engine that continues exactly where the one that made ``state`` was."""
+        engine = cls(config)
+        _state.load(engine, state)
+        return engine
 
     def gauges(self) -> Iterator[Gauge]:
         """Current values: customer windows and the size of the state."""

@@ -45,12 +45,12 @@ class Windows:
         self._max_customers = max_customers
         self._metrics = metrics
         self.open: dict[int, Window] = {}
-        self._closed_through = -1  # the newest closed window index
+        self.closed_through = -1  # the newest closed window index
         self.per_active: dict[int, float] = {}  # hour of day → spend per active customer
 
     def add(self, customer_id: str | None, amount: float, end_ns: int, now_ns: int) -> None:
         index = min(end_ns, now_ns) // self._length_ns
-        if index <= self._closed_through:
+        if index <= self.closed_through:
             self._metrics.add(sc.M_PROCESSOR_LATE_SPANS, 1, ("customer",))
             index = max(self.open, default=now_ns // self._length_ns)
         window = self.open.get(index)
@@ -78,7 +78,7 @@ class Windows:
 
     def _close(self, index: int) -> None:
         window = self.open.pop(index)
-        self._closed_through = max(self._closed_through, index)
+        self.closed_through = max(self.closed_through, index)
         labels = (self.label,)
         for amount in window.spend.values():
             self._metrics.observe(sc.M_CUSTOMER_WINDOW_COST, amount, 1.0, labels)

@@ -29,13 +29,12 @@ class TraceLimits:
 class Turn:
     """What one trace contributed to one conversation."""
 
-    __slots__ = ("cost", "input_tokens", "first_start_ns", "customer_id")
+    __slots__ = ("cost", "input_tokens", "first_start_ns")
 
-    def __init__(self, customer_id: str | None) -> None:
+    def __init__(self) -> None:
         self.cost = 0.0
         self.input_tokens = 0
         self.first_start_ns = 0
-        self.customer_id = customer_id
 
 
 class OpenTrace:
@@ -77,7 +76,7 @@ class OpenTrace:
                 turns = self.turns = {}
             turn = turns.get(r.conversation_id)
             if turn is None:
-                turn = turns[r.conversation_id] = Turn(r.customer_id)
+                turn = turns[r.conversation_id] = Turn()
             turn.cost += r.cost
             if turn.first_start_ns == 0 or r.start_ns < turn.first_start_ns:
                 turn.first_start_ns = r.start_ns
@@ -107,15 +106,15 @@ class Traces:
         self._metrics = metrics
         self._on_turn = on_turn  # (conversation id, turn, weight, now_ns)
         self.open: OrderedDict[bytes, OpenTrace] = OrderedDict()
-        self._due: deque[tuple[int, bytes]] = deque()  # (close at, trace id), by time
+        self.due: deque[tuple[int, bytes]] = deque()  # (close at, trace id), by time
         # Recently closed traces: a late span of one is counted, not made a new trace.
-        self._closed: OrderedDict[bytes, None] = OrderedDict()
+        self.closed: OrderedDict[bytes, None] = OrderedDict()
         self.runaways: deque[Exemplar] = deque(maxlen=100)  # recent, for drill-down
 
     def add(self, r: SpanRecord, now_ns: int) -> None:
         trace = self.open.get(r.trace_id)
         if trace is None:
-            if r.trace_id in self._closed:
+            if r.trace_id in self.closed:
                 self._metrics.add(sc.M_PROCESSOR_LATE_SPANS, 1, ("trace",))
                 return
             trace = self.open[r.trace_id] = OpenTrace()
@@ -129,11 +128,11 @@ class Traces:
         trace.add(r, self._limits.max_spans)
         if not r.parent_span_id and not trace.root_ended:
             trace.root_ended = True
-            self._due.append((now_ns + self._limits.wait_ns, r.trace_id))
+            self.due.append((now_ns + self._limits.wait_ns, r.trace_id))
 
     def advance(self, now_ns: int) -> None:
         """Close the traces whose wait after the root, or whose idle time, has passed."""
-        due = self._due
+        due = self.due
         while due and due[0][0] <= now_ns:
             self.close(due.popleft()[1], now_ns)
         idle_before, open_ = now_ns - self._limits.idle_ns, self.open
@@ -147,7 +146,7 @@ class Traces:
         trace = self.open.pop(trace_id, None)
         if trace is None:
             return  # already closed (evicted, or idle before its wait ended)
-        closed = self._closed
+        closed = self.closed
         closed[trace_id] = None
         if len(closed) > self._limits.max_open:
             closed.popitem(last=False)

@@ -1,0 +1,89 @@
+"""The engine's whole state as plain JSON-able data, and back: what a checkpoint stores.
+
+Explicit rather than pickled: loading a checkpoint must never run code, and the format
+is versioned so that a newer processor can refuse (not misread) an older file.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from otel_llmcost import semconv as sc
+from otel_llmcost.processor.engine._conversations import OpenConversation
+from otel_llmcost.processor.engine._customers import Window
+from otel_llmcost.processor.engine._metrics import Exemplar, Histogram
+from otel_llmcost.processor.engine._traces import OpenTrace, Turn
+
+VERSION = 1
+_METRICS = {m.name: m for m in sc.ROLLUP_METRICS}
+
+
+def dump(engine: Any) -> dict[str, Any]:
+    """Everything needed to continue exactly where the engine is."""
+    traces, metrics = engine.traces, engine.metrics
+    return {
+        "version": VERSION,
+        "traces": [[tid.hex(), t.last_ns, t.start_ns, t.end_ns, t.llm_calls, t.tool_calls,
+                    t.retries, t.cost, t.weight, t.root_ended,
+                    [[s.hex(), p.hex()] for s, p in t.parents.items()],
+                    {cid: [u.cost, u.input_tokens, u.first_start_ns]
+                     for cid, u in (t.turns or {}).items()}]
+                   for tid, t in traces.open.items()],
+        "due": [[at, tid.hex()] for at, tid in traces.due],
+        "closed": [tid.hex() for tid in traces.closed],
+        "runaways": [list(e) for e in traces.runaways],
+        "conversations": [[cid, c.turns, c.cost, c.last_ns]
+                          for cid, c in engine.conversations.open.items()],
+        "windows": {w.label: {"closed_through": w.closed_through,
+                              "per_active": [[h, v] for h, v in w.per_active.items()],
+                              "open": [[index, list(win.spend.items()), win.other,
+                                        win.unattributed] for index, win in w.open.items()]}
+                    for w in engine.customers.windows},
+        "histograms": [[m.name, list(labels), h.counts, h.sum]
+                       for (m, labels), h in metrics.histograms.items()],
+        "counters": [[m.name, list(labels), v] for (m, labels), v in metrics.counters.items()],
+        "exemplars": [[m.name, list(labels), *e] for (m, labels), e in metrics.exemplars.items()],
+    }
+
+
+def load(engine: Any, state: dict[str, Any]) -> None:
+    """Put a `dump` back into a freshly built engine (same config)."""
+    if state.get("version") != VERSION:
+        raise ValueError(f"checkpoint version {state.get('version')!r}, expected {VERSION}")
+    traces, metrics = engine.traces, engine.metrics
+    for (tid, last, start, end, llm, tool, retries, cost, weight, root_ended, parents,
+         turns) in state["traces"]:
+        t = OpenTrace()
+        t.last_ns, t.start_ns, t.end_ns, t.llm_calls, t.tool_calls = last, start, end, llm, tool
+        t.retries, t.cost, t.weight, t.root_ended = retries, cost, weight, root_ended
+        t.parents = {bytes.fromhex(s): bytes.fromhex(p) for s, p in parents}
+        if turns:
+            t.turns = {}
+            for cid, (turn_cost, input_tokens, first_start) in turns.items():
+                turn = t.turns[cid] = Turn()
+                turn.cost, turn.input_tokens, turn.first_start_ns = (
+                    turn_cost, input_tokens, first_start)
+        traces.open[bytes.fromhex(tid)] = t
+    traces.due.extend((at, bytes.fromhex(tid)) for at, tid in state["due"])
+    traces.closed.update((bytes.fromhex(tid), None) for tid in state["closed"])
+    traces.runaways.extend(Exemplar(*e) for e in state["runaways"])
+    for cid, turns_, cost, last in state["conversations"]:
+        c = engine.conversations.open[cid] = OpenConversation()
+        c.turns, c.cost, c.last_ns = turns_, cost, last
+    for w in engine.customers.windows:
+        saved = state["windows"][w.label]
+        w.closed_through = saved["closed_through"]
+        w.per_active = {h: v for h, v in saved["per_active"]}
+        for index, spend, other, unattributed in saved["open"]:
+            win = w.open[index] = Window()
+            win.spend = OrderedDict((c, v) for c, v in spend)
+            win.other, win.unattributed = other, unattributed
+    for name, labels, counts, total in state["histograms"]:
+        metric = _METRICS[name]
+        h = metrics.histograms[(metric, tuple(labels))] = Histogram(metric.buckets)
+        h.counts, h.sum = counts, total
+    for name, labels, value in state["counters"]:
+        metrics.counters[(_METRICS[name], tuple(labels))] = value
+    for name, labels, *exemplar in state["exemplars"]:
+        metrics.exemplars[(_METRICS[name], tuple(labels))] = Exemplar(*exemplar)
