@@ -296,6 +296,13 @@ ENV_OTEL_CAPTURE_CONTENT: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CO
 ENV_TELEMETRY_USD_PER_GB: Final = "LLMCOST_TELEMETRY_USD_PER_GB"
 ENV_TELEMETRY_USD_PER_MILLION_SPANS: Final = "LLMCOST_TELEMETRY_USD_PER_MILLION_SPANS"
 
+# The processor: every setting is LLMCOST_PROCESSOR_<NAME> (NAME = a field of
+# processor.settings.Settings or processor.engine.Config, upper-cased), or <name> in the
+# YAML file that LLMCOST_PROCESSOR_CONFIG names; the variable wins over the file.
+ENV_PROCESSOR_PREFIX: Final = "LLMCOST_PROCESSOR_"
+ENV_PROCESSOR_CONFIG: Final = "LLMCOST_PROCESSOR_CONFIG"
+PROCESSOR_COMMAND: Final = "otel-llmcost-processor"
+
 # --- Entry points ------------------------------------------------------------------
 ENTRY_POINT_GROUP_INSTRUMENTOR: Final = "opentelemetry_instrumentor"
 ENTRY_POINT_OPENAI: Final = "llmcost_openai"
