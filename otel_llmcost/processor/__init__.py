@@ -1,5 +1,5 @@
 """The rollup processor: spans in (OTLP), conversations, agent traces and customers out.
 
-`records` turns OTLP spans into `SpanRecord`s; `engine` rolls them up with no I/O and no
+`otlp` turns OTLP spans into `SpanRecord`s (`records`); `engine` rolls them up with no I/O and no
 clock of its own; the service modules are the I/O shell around it.
 """
