@@ -27,8 +27,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import _results  # beside this script
+
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "RESULTS.md"
+RESULTS = _results.RESULTS
 
 MODEL = "gpt-4o-2024-08-06"
 PROMPT_TOKENS, CACHED_TOKENS, COMPLETION_TOKENS = 1200, 1024, 100
@@ -598,7 +600,7 @@ def main() -> None:
     text = report(runs, measured)
     print(text)
     if args.write:
-        RESULTS.write_text(text)
+        _results.write_section(text)
 
 
 if __name__ == "__main__":
