@@ -185,7 +185,10 @@ WINDOWS: Final = (("1h", 3600), ("1d", 86400))
 LLMCOST_TOP_PERCENT: Final = "llmcost.top_percent"
 SPEND_SHARE_PERCENTS: Final = (0.1, 1.0, 5.0, 10.0, 20.0, 50.0)
 LLMCOST_HOUR_OF_DAY: Final = "llmcost.hour_of_day"  # UTC, "00" … "23"
-LLMCOST_RUNAWAY_REASON: Final = "llmcost.runaway.reason"  # "llm_calls" or "cost"
+LLMCOST_RUNAWAY_REASON: Final = "llmcost.runaway.reason"
+RUNAWAY_LLM_CALLS: Final = "llm_calls"
+RUNAWAY_COST: Final = "cost"
+RUNAWAY_REASONS: Final = (RUNAWAY_LLM_CALLS, RUNAWAY_COST)
 CUSTOMER_OTHER: Final = "__other__"  # everyone outside the top K, so the sum stays exact
 CUSTOMER_UNATTRIBUTED: Final = "__unattributed__"  # spend of calls with no customer id
 UNIT_TURN: Final = "{turn}"
@@ -272,12 +275,57 @@ M_PROCESSOR_LATE_SPANS: Final = MetricDef(
     "Spans that came after their trace closed (entity trace: left out of its "
     "distributions) or their customer window closed (entity customer: their spend went "
     "to the newest window).", (LLMCOST_ENTITY,))
+LLMCOST_TRANSPORT: Final = "llmcost.transport"  # "http" or "grpc"
+TRANSPORTS: Final = ("http", "grpc")
+LLMCOST_REQUEST_OUTCOME: Final = "llmcost.request.outcome"
+REQUEST_OUTCOMES: Final = ("accepted", "partial", "invalid", "too_large", "unauthenticated",
+                           "throttled", "error")
+UNIT_REQUEST: Final = "{request}"
+M_PROCESSOR_RECEIVED_SPANS: Final = MetricDef(
+    "llmcost.processor.received_spans", "counter", UNIT_SPAN,
+    "Spans accepted by a receiver and queued for the engine.", (LLMCOST_TRANSPORT,))
+M_PROCESSOR_REJECTED_SPANS: Final = MetricDef(
+    "llmcost.processor.rejected_spans", "counter", UNIT_SPAN,
+    "Spans refused by the decoder (bad ids, costs or weights): OTLP partial success.",
+    (LLMCOST_TRANSPORT,))
+M_PROCESSOR_REQUESTS: Final = MetricDef(
+    "llmcost.processor.requests", "counter", UNIT_REQUEST, "Export requests, by outcome.",
+    (LLMCOST_TRANSPORT, LLMCOST_REQUEST_OUTCOME))
+M_PROCESSOR_QUEUE: Final = MetricDef(
+    "llmcost.processor.queue", "gauge", UNIT_REQUEST,
+    "Requests waiting for the engine (when full, clients are told to retry later).")
+M_PROCESSOR_STATE_BYTES: Final = MetricDef(
+    "llmcost.processor.state", "gauge", UNIT_BYTES, "Size of the last checkpoint.")
+M_PROCESSOR_BUSY: Final = MetricDef(
+    "llmcost.processor.busy", "counter", UNIT_SECONDS,
+    "Time the engine thread spent rolling up: rate() of it is the engine's CPU share.")
+LLMCOST_FORWARD_DROP_REASON: Final = "llmcost.forward.drop_reason"
+FORWARD_DROP_REASONS: Final = ("queue_full", "retries_exhausted", "rejected", "shutdown")
+M_PROCESSOR_FORWARDED: Final = MetricDef(
+    "llmcost.processor.forwarded", "counter", UNIT_REQUEST,
+    "OTLP trace export requests forwarded, unchanged, to the next hop.")
+M_PROCESSOR_FORWARD_DROPPED: Final = MetricDef(
+    "llmcost.processor.forward.dropped", "counter", UNIT_REQUEST,
+    "Export requests not forwarded: queue_full, retries_exhausted, rejected (not "
+    "retryable) or shutdown (still queued when the processor stopped).",
+    (LLMCOST_FORWARD_DROP_REASON,))
+M_PROCESSOR_FORWARD_RETRIES: Final = MetricDef(
+    "llmcost.processor.forward.retries", "counter", "{attempt}",
+    "Forwarding attempts retried because the next hop was unavailable or throttling.")
+M_PROCESSOR_FORWARD_QUEUED: Final = MetricDef(
+    "llmcost.processor.forward.queued", "gauge", UNIT_REQUEST,
+    "Export requests waiting to be forwarded (the queue is bounded).")
 ROLLUP_METRICS: Final = (
     M_CONVERSATION_COST, M_CONVERSATION_TURNS, M_TURN_COST, M_TURN_INPUT_TOKENS,
     M_TRACE_COST, M_TRACE_LLM_CALLS, M_TRACE_TOOL_CALLS, M_TRACE_RETRIES, M_TRACE_DURATION,
     M_TRACE_DEPTH, M_TRACE_RUNAWAY, M_CUSTOMER_WINDOW_COST, M_CUSTOMER_SPEND_SHARE,
     M_CUSTOMER_TOP_COST, M_CUSTOMER_ACTIVE, M_CUSTOMER_COST_PER_ACTIVE, M_PROCESSOR_OPEN,
     M_PROCESSOR_EVICTIONS, M_PROCESSOR_LATE_SPANS)
+# The service's own metrics (receivers, queue, checkpoints, forwarding).
+SERVICE_METRICS: Final = (
+    M_PROCESSOR_RECEIVED_SPANS, M_PROCESSOR_REJECTED_SPANS, M_PROCESSOR_REQUESTS,
+    M_PROCESSOR_QUEUE, M_PROCESSOR_STATE_BYTES, M_PROCESSOR_BUSY, M_PROCESSOR_FORWARDED,
+    M_PROCESSOR_FORWARD_DROPPED, M_PROCESSOR_FORWARD_RETRIES, M_PROCESSOR_FORWARD_QUEUED)
 
 # --- Environment variables ---------------------------------------------------------
 ENV_PRICES_FILE: Final = "LLMCOST_PRICES_FILE"

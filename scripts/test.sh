@@ -5,6 +5,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 
+# Debian packages the tests use: a real Prometheus (and promtool) scraping the processor,
+# openssl for the receivers' TLS certificates. Tests would skip without them, so a missing
+# package stops the run here instead.
+missing=()
+command -v prometheus >/dev/null || missing+=(prometheus)
+command -v openssl >/dev/null || missing+=(openssl)
+if [ "${#missing[@]}" -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+fi
+
 status=0
 for sdk in current legacy; do
     venv=".venv/test-$sdk"

@@ -45,6 +45,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from otel_llmcost import semconv as sc
 from otel_llmcost.processor.otlp import (
     Decoded,
     DecodeError,
@@ -65,24 +66,15 @@ MIB: Final = 1024 * 1024
 TRACES_PATH: Final = "/v1/traces"
 GRPC_SERVICE: Final = "opentelemetry.proto.collector.trace.v1.TraceService"
 
-# TODO(semconv): move these names to otel_llmcost.semconv as MetricDefs (owner: semconv).
-METRIC_RECEIVED_SPANS: Final = "llmcost.processor.received_spans"  # counter {span}
-METRIC_REJECTED_SPANS: Final = "llmcost.processor.rejected_spans"  # counter {span}
-METRIC_REQUESTS: Final = "llmcost.processor.requests"  # counter {request}
-LLMCOST_TRANSPORT: Final = "llmcost.transport"
-LLMCOST_REQUEST_OUTCOME: Final = "llmcost.request.outcome"
-TRANSPORT_HTTP: Final = "http"
-TRANSPORT_GRPC: Final = "grpc"
-TRANSPORTS: Final = (TRANSPORT_HTTP, TRANSPORT_GRPC)
-OUTCOME_ACCEPTED: Final = "accepted"  # every span handed to ingest
-OUTCOME_PARTIAL: Final = "partial"  # some spans refused (OTLP partial success)
-OUTCOME_INVALID: Final = "invalid"  # undecodable or malformed request (never retried)
-OUTCOME_TOO_LARGE: Final = "too_large"
-OUTCOME_UNAUTHENTICATED: Final = "unauthenticated"
-OUTCOME_THROTTLED: Final = "throttled"  # ingest full or receiver stopping: retry later
-OUTCOME_ERROR: Final = "error"  # a bug: the handler raised
-OUTCOMES: Final = (OUTCOME_ACCEPTED, OUTCOME_PARTIAL, OUTCOME_INVALID, OUTCOME_TOO_LARGE,
-                   OUTCOME_UNAUTHENTICATED, OUTCOME_THROTTLED, OUTCOME_ERROR)
+# Label values of the llmcost.processor.* receiver metrics (names in semconv).
+TRANSPORTS: Final = sc.TRANSPORTS
+TRANSPORT_HTTP, TRANSPORT_GRPC = TRANSPORTS
+# accepted: every span handed to ingest; partial: some spans refused (OTLP partial
+# success); invalid: undecodable or malformed (never retried); throttled: ingest full or
+# receiver stopping (retry later); error: a bug, the handler raised.
+OUTCOMES: Final = sc.REQUEST_OUTCOMES
+(OUTCOME_ACCEPTED, OUTCOME_PARTIAL, OUTCOME_INVALID, OUTCOME_TOO_LARGE,
+ OUTCOME_UNAUTHENTICATED, OUTCOME_THROTTLED, OUTCOME_ERROR) = OUTCOMES
 
 # A handler thread gives up on a silent or idle connection after this long, so a slow
 # client cannot hold a thread forever.

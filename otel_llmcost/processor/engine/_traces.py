@@ -158,8 +158,8 @@ class Traces:
         m.observe(sc.M_TRACE_DEPTH, trace.depth(), weight)
         if trace.retries:
             m.add(sc.M_TRACE_RETRIES, trace.retries * weight)
-        reason = ("llm_calls" if trace.llm_calls > limits.runaway_llm_calls else
-                  "cost" if trace.cost > limits.runaway_cost_usd else None)
+        reason = (sc.RUNAWAY_LLM_CALLS if trace.llm_calls > limits.runaway_llm_calls else
+                  sc.RUNAWAY_COST if trace.cost > limits.runaway_cost_usd else None)
         if reason is not None:
             exemplar = Exemplar(trace_id.hex(), trace.cost, now_ns)
             m.add(sc.M_TRACE_RUNAWAY, weight, (reason,), exemplar)

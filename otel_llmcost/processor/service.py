@@ -1,0 +1,174 @@
+"""``otel-llmcost-processor``: the I/O shell around the rollup engine.
+
+Receivers (OTLP/gRPC, OTLP/HTTP) decode requests on their own threads and put the records
+on a bounded queue (full: the client is told to retry later). One engine thread drains
+it, rolls up, closes what is due and checkpoints the engine's state to SQLite. Accepted
+requests are also offered, unchanged, to the forwarder when a next hop is set. The
+Prometheus endpoint reads the engine under the same lock. SIGTERM stops the receivers,
+drains the queue, writes a last checkpoint and drains the forwarder.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from typing import Callable, Iterator
+
+from otel_llmcost import semconv as sc
+from otel_llmcost.processor.engine import Engine
+from otel_llmcost.processor.exposition import EngineCollector, MetricsServer
+from otel_llmcost.processor.forward import Forwarder
+from otel_llmcost.processor.otlp import Decoded, Limits
+from otel_llmcost.processor.receivers import GrpcReceiver, HttpReceiver, ReceiverStats
+from otel_llmcost.processor.records import SpanRecord
+from otel_llmcost.processor.settings import Settings, SettingsError, endpoint
+from otel_llmcost.processor.store import Store
+
+_LOG = logging.getLogger("otel_llmcost.processor")
+Triple = tuple[sc.MetricDef, tuple[str, ...], float]
+_DRAIN = 64  # requests rolled up per lock hold, so a scrape never waits long
+
+
+class Processor:
+    """The service: build it from `Settings`, `start()` it, `stop()` it."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], int] = time.time_ns) -> None:
+        self.settings = settings
+        self._clock = clock
+        self.lock = threading.Lock()
+        self.store = Store(settings.state_path) if settings.state_path else None
+        saved = self.store.load() if self.store else None
+        self.engine = (Engine.restore(settings.engine, saved[0]) if saved
+                       else Engine(settings.engine))
+        if saved:
+            _LOG.info("otel-llmcost-processor: state restored from %s", settings.state_path)
+        self._queue: queue.Queue[list[SpanRecord]] = queue.Queue(settings.queue_batches)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="llmcost-engine", daemon=True)
+        self._busy_s = 0.0  # engine thread time rolling up (the processor's own cost)
+        self._state_bytes = 0
+        self.stats = ReceiverStats()
+        self.forwarder = (Forwarder(settings.forward_endpoint, settings.forward_protocol,
+                                    max_queue=settings.forward_queue)
+                          if settings.forward_endpoint else None)
+        tls = (settings.tls_cert, settings.tls_key) if settings.tls_cert else None
+        if tls and not settings.tls_key:
+            raise SettingsError("tls_cert is set but tls_key is not")
+        limits = Limits(max_id_chars=settings.max_id_chars)
+        common = dict(ingest=self.ingest, limits=limits, token=settings.token, tls=tls,
+                      stats=self.stats)
+        self.receivers: list[HttpReceiver | GrpcReceiver] = []
+        if settings.http_endpoint:
+            host, port = endpoint(settings.http_endpoint)
+            self.receivers.append(HttpReceiver(host, port, max_body_bytes=settings
+                                               .max_request_bytes, **common))
+        if settings.grpc_endpoint:
+            host, port = endpoint(settings.grpc_endpoint)
+            self.receivers.append(GrpcReceiver(host, port, max_message_bytes=settings
+                                               .max_request_bytes, **common))
+        self.metrics_server = None
+        if settings.metrics_endpoint:
+            host, port = endpoint(settings.metrics_endpoint)
+            collector = EngineCollector(self.engine, self.lock, [self._self_metrics])
+            self.metrics_server = MetricsServer(collector, host=host, port=port,
+                                                token=settings.token)
+
+    def ingest(self, decoded: Decoded, payload: bytes) -> bool:
+        """Called by the receivers: queue the records (False: full, retry later)."""
+        if decoded.records:
+            try:
+                self._queue.put_nowait(decoded.records)
+            except queue.Full:
+                return False
+        if self.forwarder is not None:
+            self.forwarder.offer(payload)
+        return True
+
+    def start(self) -> None:
+        self._thread.start()
+        if self.forwarder is not None:
+            self.forwarder.start()
+        for receiver in self.receivers:
+            receiver.start()
+        if self.metrics_server is not None:
+            self.metrics_server.start()
+
+    def stop(self) -> None:
+        """Graceful: no new requests, everything queued rolled up, state saved."""
+        for receiver in self.receivers:
+            receiver.stop()
+        self._stop.set()
+        self._thread.join()
+        if self.forwarder is not None:
+            self.forwarder.stop(timeout=10.0)
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+        if self.store is not None:
+            self.store.close()
+
+    def _run(self) -> None:
+        next_checkpoint = time.monotonic() + self.settings.checkpoint_s
+        while True:
+            stopping = self._stop.is_set()
+            batches = self._take(block=not stopping)
+            started = time.perf_counter()
+            now = self._clock()
+            with self.lock:
+                for records in batches:
+                    self.engine.ingest(records, now)
+                self.engine.advance(now)
+                due = stopping or time.monotonic() >= next_checkpoint
+                state = self.engine.dump() if due and self.store is not None else None
+            self._busy_s += time.perf_counter() - started
+            if state is not None:
+                self._state_bytes = self.store.save(state, now)  # type: ignore[union-attr]
+            if due:
+                next_checkpoint = time.monotonic() + self.settings.checkpoint_s
+            if stopping and not batches:
+                return
+
+    def _take(self, block: bool) -> list[list[SpanRecord]]:
+        batches = []
+        try:
+            batches.append(self._queue.get(timeout=0.5) if block else self._queue.get_nowait())
+            while len(batches) < _DRAIN:
+                batches.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        return batches
+
+    def _self_metrics(self) -> Iterator[Triple]:
+        snapshot = self.stats.snapshot()
+        for transport, count in snapshot.received_spans.items():
+            yield sc.M_PROCESSOR_RECEIVED_SPANS, (transport,), float(count)
+        for transport, count in snapshot.rejected_spans.items():
+            yield sc.M_PROCESSOR_REJECTED_SPANS, (transport,), float(count)
+        for (transport, outcome), count in snapshot.requests.items():
+            yield sc.M_PROCESSOR_REQUESTS, (transport, outcome), float(count)
+        yield sc.M_PROCESSOR_QUEUE, (), float(self._queue.qsize())
+        yield sc.M_PROCESSOR_STATE_BYTES, (), float(self._state_bytes)
+        yield sc.M_PROCESSOR_BUSY, (), self._busy_s
+        if self.forwarder is not None:
+            yield from self.forwarder.metrics()
+
+
+def main() -> None:
+    """Console script ``otel-llmcost-processor``: run until SIGTERM or Ctrl-C."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        processor = Processor(Settings.load())
+    except SettingsError as error:
+        raise SystemExit(f"{sc.PROCESSOR_COMMAND}: {error}") from None
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    processor.start()
+    _LOG.info("otel-llmcost-processor: listening (%s)", ", ".join(
+        f"{type(r).__name__} {r.port}" for r in processor.receivers))
+    while not stop.wait(1.0):
+        pass
+    processor.stop()
+    _LOG.info("otel-llmcost-processor: stopped, state saved")
