@@ -60,7 +60,7 @@ POLICIES: dict[str, dict[str, str]] = {
     },
     "production": {
         OTEL_TRACES_SAMPLER: sc.ENTRY_POINT_SAMPLER,
-        sc.ENV_SAMPLE_RATE: "0.05",
+        sc.ENV_SAMPLE_RATE: "0.02",
         sc.ENV_KEEP_COST_USD: "0.25",
         sc.ENV_KEEP_TOP_PERCENT: "1",
         sc.ENV_KEEP_ERRORS: "true",

@@ -12,6 +12,7 @@ Without tail rules (``tail=False``) nothing is held: the processor only counts.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import OrderedDict
@@ -70,8 +71,13 @@ class TailProcessor(SpanProcessor):
     """Decides whole local traces, then feeds the kept ones to ``exporters``."""
 
     def __init__(self, policy: Policy, exporters: Sequence[SpanProcessor], stats: Stats,
-                 tail: bool, clock: Callable[[], float] = time.monotonic) -> None:
+                 tail: bool, clock: Callable[[], float] = time.monotonic,
+                 size_every: int = 8) -> None:
         self._policy = policy
+        # Exported bytes are estimated from a random 1 in ``size_every`` spans, scaled up:
+        # unbiased, and 8 times cheaper than sizing each span (about 4 µs a span).
+        self._size_share = 1.0 / size_every
+        self._size_scale = size_every
         self._exporters = tuple(exporters)
         self._stats = stats
         self._tail = tail
@@ -107,7 +113,7 @@ class TailProcessor(SpanProcessor):
         stats = self._stats
         if not self._tail:
             sampled = span.context.trace_flags.sampled
-            size = span_size(span) if sampled else 0
+            size = self._size(span) if sampled else 0
             with self._lock:
                 stats.seen += 1
                 if sampled:
@@ -164,6 +170,11 @@ class TailProcessor(SpanProcessor):
         for processor in self._exporters:
             processor.shutdown()
 
+    def _size(self, span: ReadableSpan) -> int:
+        if random.random() >= self._size_share:
+            return 0
+        return span_size(span) * self._size_scale
+
     # -- under the lock ---------------------------------------------------------------
 
     def _housekeep(self, now: float, ready: list[_Batch]) -> None:
@@ -207,7 +218,7 @@ class TailProcessor(SpanProcessor):
             size = 0
             for span in spans:
                 out = span if keep == _PROBABILITY else _relabel(span, keep, content)
-                size += span_size(out)
+                size += self._size(out)
                 for processor in exporters:
                     processor.on_end(out)
             counted.append((keep, len(spans), size))
