@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Mapping, TypeVar
 
 from opentelemetry import baggage
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Span, SpanProcessor
 
 from otel_llmcost import semconv
 
@@ -85,6 +87,18 @@ def current() -> Mapping[str, str]:
     if scope:
         found.update(scope)
     return found
+
+
+class ScopeOnEverySpan(SpanProcessor):
+    """Puts the code scope's attribution on every span started inside it, not only on LLM
+    spans: a collector routing or grouping by customer or conversation (the scale-out
+    gateway) reads it from whichever span of a trace comes first. `sampling.install`
+    adds it under ``opentelemetry-instrument``."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        scope = _SCOPE.get()
+        if scope and span.instrumentation_scope.name != semconv.INSTRUMENTATION_SCOPE:
+            span.set_attributes(scope)  # our LLM spans have it already
 
 
 def _patch_threads() -> None:

@@ -51,6 +51,8 @@ LLMCOST_SERVICE_TIER: Final = "llmcost.service_tier"
 LLMCOST_RETRIES: Final = "llmcost.retries"
 LLMCOST_CUSTOMER_ID: Final = "llmcost.customer.id"
 LLMCOST_FEATURE: Final = "llmcost.feature"
+# Set by the scale-out gateway (collector/gateway.yaml) and used as its routing key.
+LLMCOST_ROUTE: Final = "llmcost.route"
 LLMCOST_SAMPLING_ADJUSTED_COUNT: Final = "llmcost.sampling.adjusted_count"
 LLMCOST_SAMPLING_RULE: Final = "llmcost.sampling.rule"
 # Values of llmcost.sampling.rule: why an exported span was kept. A trace that a tail rule

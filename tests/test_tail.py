@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
+import otel_llmcost
 from conftest import scenario
 from otel_llmcost import semconv as sc
 from otel_llmcost.instrumentation import _content, _wrappers
@@ -373,10 +374,26 @@ def test_install_is_idempotent_and_only_counts_under_another_sampler():
     meters = MeterProvider(metric_readers=[reader])
     stage = install(provider, meters)
     assert install(provider, meters) is stage
-    assert provider._active_span_processor._span_processors == (processor, stage)
+    processors = provider._active_span_processor._span_processors
+    assert processors[:2] == (processor, stage) and len(processors) == 3
     with provider.get_tracer("app").start_as_current_span("root"):
         pass
     assert len(exporter.get_finished_spans()) == 1
     points = {m.name: m.data.data_points for rm in reader.get_metrics_data().resource_metrics
               for sm in rm.scope_metrics for m in sm.metrics}
     assert [p.value for p in points[sc.METRIC_TELEMETRY_SPANS_EXPORTED]] == [1]
+
+
+def test_the_attribution_scope_reaches_every_span_so_a_gateway_can_route_on_it():
+    pipe = Pipeline(Policy(rate=1.0))
+    with otel_llmcost.attributes(customer_id="acme", conversation_id="c-1"):
+        pipe.trace()
+    pipe.trace()  # outside the scope: nothing added
+    # (The stand-in LLM span of `Pipeline.trace` has our scope name: our instrumentation
+    # puts the ids on its real LLM spans itself, so they are skipped here.)
+    first, second = ([s for s in spans if s.instrumentation_scope.name != sc.INSTRUMENTATION_SCOPE]
+                     for spans in sorted(pipe.by_trace().values(),
+                                         key=lambda spans: spans[0].start_time))
+    assert {s.attributes.get(sc.LLMCOST_CUSTOMER_ID) for s in first} == {"acme"}
+    assert {s.attributes.get(sc.GEN_AI_CONVERSATION_ID) for s in first} == {"c-1"}
+    assert {s.attributes.get(sc.LLMCOST_CUSTOMER_ID) for s in second} == {None}

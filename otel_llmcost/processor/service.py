@@ -41,10 +41,15 @@ class Processor:
         self.lock = threading.Lock()
         self.store = Store(settings.state_path) if settings.state_path else None
         saved = self.store.load() if self.store else None
-        self.engine = (Engine.restore(settings.engine, saved[0]) if saved
-                       else Engine(settings.engine))
-        if saved:
-            _LOG.info("otel-llmcost-processor: state restored from %s", settings.state_path)
+        self.engine = Engine(settings.engine)
+        if saved and self.store is not None:
+            try:  # another version's format, or a row that parses but does not fit
+                self.engine = Engine.restore(settings.engine, saved[0])
+            except Exception as error:  # noqa: BLE001 - any unusable checkpoint
+                self.store.discard(error)
+            else:
+                _LOG.info("otel-llmcost-processor: state restored from %s",
+                          settings.state_path)
         self._queue: queue.Queue[list[SpanRecord]] = queue.Queue(settings.queue_batches)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llmcost-engine", daemon=True)
@@ -166,8 +171,10 @@ def main() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     processor.start()
-    _LOG.info("otel-llmcost-processor: listening (%s)", ", ".join(
-        f"{type(r).__name__} {r.port}" for r in processor.receivers))
+    listening = [f"{type(r).__name__} {r.port}" for r in processor.receivers]
+    if processor.metrics_server is not None:
+        listening.append(f"metrics {processor.metrics_server.port}")
+    _LOG.info("otel-llmcost-processor: listening (%s)", ", ".join(listening))
     while not stop.wait(1.0):
         pass
     processor.stop()

@@ -33,9 +33,13 @@ class Store:
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoint, fast commits
-        db.execute(_SCHEMA)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoint, fast commits
+            db.execute(_SCHEMA)
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
         return db
 
     def save(self, state: dict[str, Any], now_ns: int) -> int:
@@ -53,10 +57,14 @@ class Store:
                                    ).fetchone()
             return (json.loads(row[0]), row[1]) if row else None
         except (sqlite3.DatabaseError, ValueError) as error:
-            self._db.close()
-            self._move_aside(error)
-            self._db = self._open()
+            self.discard(error)
             return None
+
+    def discard(self, error: Exception) -> None:
+        """Move a checkpoint that cannot be used aside (logged) and start a new file."""
+        self._db.close()
+        self._move_aside(error)
+        self._db = self._open()
 
     def _move_aside(self, error: Exception) -> None:
         aside = self.path.with_name(self.path.name + ".unreadable")

@@ -29,6 +29,7 @@ from opentelemetry.trace import Link, SpanKind, TraceState, get_current_span
 from opentelemetry.util.types import Attributes
 
 from otel_llmcost import _faults, semconv as sc
+from otel_llmcost.attribution import ScopeOnEverySpan
 from otel_llmcost.instrumentation import _content
 from otel_llmcost.sampling import _threshold as th
 from otel_llmcost.sampling._policy import Policy
@@ -129,7 +130,8 @@ _install_lock = threading.Lock()
 
 
 def install(tracer_provider: Any = None, meter_provider: Any = None) -> TailProcessor | None:
-    """Put the tail stage and the self-metrics on an SDK ``TracerProvider`` (idempotent).
+    """Put the tail stage, the self-metrics and `ScopeOnEverySpan` on an SDK
+    ``TracerProvider`` (idempotent).
 
     Call it after adding your exporting processors: with an `LLMCostSampler` whose policy
     has tail rules, the provider's `BatchSpanProcessor`s and `SimpleSpanProcessor`s move
@@ -159,6 +161,7 @@ def install(tracer_provider: Any = None, meter_provider: Any = None) -> TailProc
         else:
             stage = TailProcessor(policy, (), stats, tail=False)
             provider.add_span_processor(stage)
+        provider.add_span_processor(ScopeOnEverySpan())
         if ours:
             sampler.stats = stats
             sampler.record_unpicked = tail
