@@ -9,6 +9,7 @@ Prometheus scrape of the processor.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -78,7 +79,8 @@ def rolled_up(provider, tmp_path_factory):
                         metrics_endpoint="127.0.0.1:0", forward_endpoint=sink.endpoint,
                         state_path=str(tmp_path_factory.mktemp("state") / "state.db"),
                         checkpoint_s=0.5,
-                        engine=Config(trace_wait_s=0.3, conversation_idle_s=2.0))
+                        engine=Config(trace_wait_s=0.3, conversation_idle_s=2.0,
+                                      runaway_llm_calls=2))
     processor = Processor(settings)
     processor.start()
     http, grpc = processor.receivers
@@ -153,3 +155,18 @@ def test_turns_traces_and_conversations_match_the_spans(rolled_up):
                         sum(c for conv in turns.values() for _, c, _ in conv), rel_tol=1e-9)
     turns_total = samples(families, sc.M_CONVERSATION_TURNS, "_sum")
     assert list(turns_total.values()) == [len(traces)]
+
+
+def test_runaway_traces_are_counted_and_listed_for_drill_down(rolled_up):
+    _, llm, families, processor = rolled_up
+    calls: dict[str, int] = defaultdict(int)
+    for span in llm:
+        calls[span["trace_id"]] += 1
+    runaway = {trace_id for trace_id, n in calls.items() if n > 2}
+    assert runaway  # the workload makes turns of up to three calls
+    counted = samples(families, sc.M_TRACE_RUNAWAY, llmcost_runaway_reason=sc.RUNAWAY_LLM_CALLS)
+    assert list(counted.values()) == [len(runaway)]
+    with urllib.request.urlopen(
+            f"http://127.0.0.1:{processor.metrics_server.port}/runaways", timeout=10) as response:
+        listed = json.loads(response.read())
+    assert {entry["trace_id"] for entry in listed} == runaway

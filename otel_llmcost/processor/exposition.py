@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import hmac
 import itertools
+import json
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Final
+from typing import Any, Final, Mapping
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
@@ -162,8 +163,11 @@ class MetricsServer:
     """
 
     def __init__(self, collector: Collector, *, host: str = "127.0.0.1", port: int = 9464,
-                 token: str | None = None) -> None:
+                 token: str | None = None,
+                 documents: Mapping[str, Callable[[], Any]] | None = None) -> None:
         self._host = host
+        # Other paths served as JSON (e.g. /runaways: trace ids, which are never labels).
+        self._documents = dict(documents or {})
         self._requested_port = port
         self._token = None if token is None else token.encode("utf-8")
         # No describe(): the sources' names are only known on a scrape (so a ``name[]``
@@ -187,6 +191,10 @@ class MetricsServer:
                         ("WWW-Authenticate", 'Bearer realm="metrics"'),
                         ("Content-Type", "text/plain; charset=utf-8")])
                     return [b"missing or invalid bearer token\n"]
+            document = self._documents.get(environ.get("PATH_INFO", ""))
+            if document is not None:
+                start_response("200 OK", [("Content-Type", "application/json")])
+                return [json.dumps(document()).encode("utf-8")]
             return metrics(environ, start_response)  # type: ignore[no-any-return]
 
         return app

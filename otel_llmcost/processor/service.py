@@ -79,7 +79,8 @@ class Processor:
             host, port = endpoint(settings.metrics_endpoint)
             collector = EngineCollector(self.engine, self.lock, [self._self_metrics])
             self.metrics_server = MetricsServer(collector, host=host, port=port,
-                                                token=settings.token)
+                                                token=settings.token,
+                                                documents={"/runaways": self.runaways})
 
     def ingest(self, decoded: Decoded, payload: bytes) -> bool:
         """Called by the receivers: queue the records (False: full, retry later)."""
@@ -91,6 +92,13 @@ class Processor:
         if self.forwarder is not None:
             self.forwarder.offer(payload)
         return True
+
+    def runaways(self) -> list[dict[str, object]]:
+        """The recent runaway traces, newest last, for drill-down (``GET /runaways``)."""
+        with self.lock:
+            found = list(self.engine.traces.runaways)
+        return [{"trace_id": e.trace_id, "cost_usd": e.value, "closed_unix_ns": e.time_ns}
+                for e in found]
 
     def start(self) -> None:
         self._thread.start()
