@@ -1,8 +1,16 @@
-"""RESULTS.md holds one top-level section per benchmark; each rewrites only its own."""
+"""What the benchmarks share: the measured checkout, the machine, and RESULTS.md, which
+holds one top-level section per benchmark (each rewrites only its own)."""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import os
+import platform
+import subprocess
+from importlib import metadata
 from pathlib import Path
+from typing import Sequence
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -21,3 +29,51 @@ def write_section(text: str) -> None:
         tail = "".join(lines[end:])
         new = "".join(lines[:begin]) + text.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
     RESULTS.write_text(new)
+
+
+def version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def package_dir() -> Path:
+    """Where the children import otel_llmcost from (the editable checkout, or PYTHONPATH)."""
+    spec = importlib.util.find_spec("otel_llmcost")
+    if spec is None or spec.origin is None:
+        raise SystemExit("otel_llmcost is not importable: run setup.sh")
+    return Path(spec.origin).parent
+
+
+def source_digest() -> str:
+    """Digest of the measured package's files: a run must measure one version throughout."""
+    digest = hashlib.sha256()
+    for path in sorted(package_dir().rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def git_commit() -> str:
+    """Commit of the checkout the measured package comes from, and whether it is edited."""
+    package = package_dir()
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(package.parent), *args], check=False,
+                              capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD") or "no commit"
+    edited = git("status", "--porcelain", "--", package.name, "pyproject.toml")
+    return f"{commit}{' + uncommitted changes' if edited else ''} ({package})"
+
+
+def machine(packages: Sequence[str], tools: str) -> list[str]:
+    """The "Machine" lines of a section: kernel, CPU, Python and ``tools``, versions."""
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown")
+    versions = ", ".join(f"{d} {version(d)}" for d in packages)
+    return [f"- `{' '.join(platform.uname())}`",
+            f"- CPU: {cpu}; {os.cpu_count()} cores; Python {platform.python_version()}; {tools}",
+            f"- Packages: {versions}",
+            f"- otel-llmcost commit: {git_commit()}"]

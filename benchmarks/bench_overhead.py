@@ -10,11 +10,8 @@ time per call, medians of alternating rounds against the baseline in the same ru
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib.util
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -23,7 +20,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -337,56 +333,14 @@ def cpu_per_call(runs: list[Run], rounds: int, calls: int, warmup: int) -> dict[
 # ------------------------------------------------------------------------------ report
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
-def _package_dir() -> Path:
-    """Where the children import otel_llmcost from (the editable checkout, or PYTHONPATH)."""
-    spec = importlib.util.find_spec("otel_llmcost")
-    if spec is None or spec.origin is None:
-        raise SystemExit("otel_llmcost is not importable: run setup.sh")
-    return Path(spec.origin).parent
 
 
-def _source_digest() -> str:
-    """Digest of the measured package's files: a run must measure one version throughout."""
-    digest = hashlib.sha256()
-    for path in sorted(_package_dir().rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
-            digest.update(str(path).encode() + path.read_bytes())
-    return digest.hexdigest()
 
 
-def _git_commit() -> str:
-    """Commit of the checkout the measured package comes from, and whether it is edited."""
-    package = _package_dir()
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(package.parent), *args], check=False,
-                              capture_output=True, text=True).stdout.strip()
-    commit = git("rev-parse", "--short", "HEAD") or "no commit"
-    edited = git("status", "--porcelain", "--", package.name, "pyproject.toml")
-    return f"{commit}{' + uncommitted changes' if edited else ''} ({package})"
 
 
-def _machine() -> list[str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown")
-    versions = ", ".join(f"{d} {_version(d)}" for d in (
-        "openai", "httpx2", "opentelemetry-sdk", DISTRIBUTIONS[OFFICIAL],
-        "opentelemetry-util-genai", DISTRIBUTIONS[OPENLLMETRY], DISTRIBUTIONS[OURS]))
-    valgrind = subprocess.run(["valgrind", "--version"], check=False, capture_output=True,
-                              text=True).stdout.strip()
-    python = platform.python_version()
-    return [f"- `{' '.join(platform.uname())}`",
-            f"- CPU: {cpu}; {os.cpu_count()} cores; Python {python}; {valgrind}",
-            f"- Packages: {versions}",
-            f"- otel-llmcost commit: {_git_commit()}"]
 
 
 @dataclass
@@ -572,7 +526,7 @@ def main() -> None:
                                args.callgrind)))
         return
 
-    started, digest = time.monotonic(), _source_digest()
+    started, digest = time.monotonic(), _results.source_digest()
     runs = _runs()
     print("sanity pass…", file=sys.stderr)
     checks = sanity(runs)
@@ -589,8 +543,8 @@ def main() -> None:
     print(f"timing ({args.rounds} rounds)…", file=sys.stderr)
     cpu = cpu_per_call(good, args.rounds, args.calls, args.warmup)
 
-    if _source_digest() != digest:
-        raise SystemExit(f"{_package_dir()} changed during the run, so the configurations "
+    if _results.source_digest() != digest:
+        raise SystemExit(f"{_results.package_dir()} changed during the run, so the configurations "
                          "measured different code: run again on a stable checkout")
     measured = Measured(problems, checks, ir, cpu,
                         {"n1": args.n1, "n2": args.n2, "stream_n1": args.stream_n1,
@@ -601,6 +555,15 @@ def main() -> None:
     print(text)
     if args.write:
         _results.write_section(text)
+
+
+
+def _machine() -> list[str]:
+    valgrind = subprocess.run(["valgrind", "--version"], check=False, capture_output=True,
+                              text=True).stdout.strip()
+    packages = ("openai", "httpx2", "opentelemetry-sdk", DISTRIBUTIONS[OFFICIAL],
+                "opentelemetry-util-genai", DISTRIBUTIONS[OPENLLMETRY], DISTRIBUTIONS[OURS])
+    return _results.machine(packages, valgrind)
 
 
 if __name__ == "__main__":

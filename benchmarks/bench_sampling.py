@@ -15,12 +15,9 @@ See README.md beside this file.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib.util
 import json
 import math
 import os
-import platform
 import random
 import re
 import statistics
@@ -31,7 +28,6 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -731,53 +727,14 @@ def partial(truth: Truth, result: dict[str, Any]) -> int:
 # ------------------------------------------------------------------------------ report
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
-def _package_dir() -> Path:
-    spec = importlib.util.find_spec("otel_llmcost")
-    if spec is None or spec.origin is None:
-        raise SystemExit("otel_llmcost is not importable: run setup.sh")
-    return Path(spec.origin).parent
 
 
-def _source_digest() -> str:
-    digest = hashlib.sha256()
-    for path in sorted(_package_dir().rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
-            digest.update(str(path).encode() + path.read_bytes())
-    return digest.hexdigest()
 
 
-def _git_commit() -> str:
-    package = _package_dir()
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(package.parent), *args], check=False,
-                              capture_output=True, text=True).stdout.strip()
-    commit = git("rev-parse", "--short", "HEAD") or "no commit"
-    edited = git("status", "--porcelain", "--", package.name, "pyproject.toml")
-    return f"{commit}{' + uncommitted changes' if edited else ''} ({package})"
 
 
-def _machine() -> list[str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown")
-    versions = ", ".join(f"{d} {_version(d)}" for d in (
-        "openai", "httpx2", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-common",
-        "protobuf", "genai-prices", "otel-llmcost"))
-    valgrind = subprocess.run(["valgrind", "--version"], check=False, capture_output=True,
-                              text=True).stdout.strip()
-    return [f"- `{' '.join(platform.uname())}`",
-            (f"- CPU: {cpu}; {os.cpu_count()} cores; Python {platform.python_version()}; "
-            f"{valgrind}"),
-            f"- Packages: {versions}",
-            f"- otel-llmcost commit: {_git_commit()}"]
 
 
 def _pct(part: float, total: float) -> str:
@@ -1149,7 +1106,7 @@ def main() -> None:
             _results.write_section(text)
         return
 
-    started, digest = time.monotonic(), _source_digest()
+    started, digest = time.monotonic(), _results.source_digest()
     _, measured = plan(0, args.calls)
     truth = Truth(measured)
     print(f"volume and coverage: {len(CONFIGS)} configurations x {args.calls:,} calls at "
@@ -1177,8 +1134,8 @@ def main() -> None:
     cpu, cpu_spans = cpu_per_call(runs, args.rounds, args.warmup, args.timed_calls)
     phases["timing"] = time.monotonic() - mark
 
-    if _source_digest() != digest:
-        raise SystemExit(f"{_package_dir()} changed during the run, so the configurations "
+    if _results.source_digest() != digest:
+        raise SystemExit(f"{_results.package_dir()} changed during the run, so the configurations "
                          "measured different code: run again on a stable checkout")
     m = Measured(truth, coverage, ir, cpu, cpu_spans,
                  {"pace": args.traces_per_second, "start": args.warmup, "n1": args.n1,
@@ -1195,6 +1152,16 @@ def main() -> None:
     print(text)
     if args.write:
         _results.write_section(text)
+
+
+
+def _machine() -> list[str]:
+    valgrind = subprocess.run(["valgrind", "--version"], check=False, capture_output=True,
+                              text=True).stdout.strip()
+    packages = ("openai", "httpx2", "opentelemetry-sdk",
+                "opentelemetry-exporter-otlp-proto-common", "protobuf", "genai-prices",
+                "otel-llmcost")
+    return _results.machine(packages, valgrind)
 
 
 if __name__ == "__main__":

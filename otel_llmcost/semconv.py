@@ -143,9 +143,13 @@ COST_BUCKETS: Final = tuple(
 # Conversation and trace ids are never labels; customer ids only on top_cost (top K).
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class MetricDef:
-    """A metric of the processor: name, instrument kind, unit, labels and buckets."""
+    """A metric of the processor: name, instrument kind, unit, labels and buckets.
+
+    Compared and hashed by identity (each is a module constant): the engine keys every
+    series by its MetricDef, and a field-wise hash over the buckets costs microseconds.
+    """
 
     name: str
     kind: str  # "counter", "gauge" or "histogram"

@@ -16,6 +16,7 @@ from otel_llmcost.processor.engine._metrics import Exemplar, Histogram
 from otel_llmcost.processor.engine._traces import OpenTrace, Turn
 
 VERSION = 1
+_NO_PARENT = bytes(8)  # an all-zero span id is invalid in OTLP: it stands for "root"
 _METRICS = {m.name: m for m in sc.ROLLUP_METRICS}
 
 
@@ -26,7 +27,7 @@ def dump(engine: Any) -> dict[str, Any]:
         "version": VERSION,
         "traces": [[tid.hex(), t.last_ns, t.start_ns, t.end_ns, t.llm_calls, t.tool_calls,
                     t.retries, t.cost, t.weight, t.root_ended,
-                    [[s.hex(), p.hex()] for s, p in t.parents.items()],
+                    _links(t.parents),
                     {cid: [u.cost, u.input_tokens, u.first_start_ns]
                      for cid, u in (t.turns or {}).items()}]
                    for tid, t in traces.open.items()],
@@ -57,7 +58,8 @@ def load(engine: Any, state: dict[str, Any]) -> None:
         t = OpenTrace()
         t.last_ns, t.start_ns, t.end_ns, t.llm_calls, t.tool_calls = last, start, end, llm, tool
         t.retries, t.cost, t.weight, t.root_ended = retries, cost, weight, root_ended
-        t.parents = {bytes.fromhex(s): bytes.fromhex(p) for s, p in parents}
+        raw = bytes.fromhex(parents)
+        t.parents = {raw[i:i + 8]: _parent(raw[i + 8:i + 16]) for i in range(0, len(raw), 16)}
         if turns:
             t.turns = {}
             for cid, (turn_cost, input_tokens, first_start) in turns.items():
@@ -87,3 +89,13 @@ def load(engine: Any, state: dict[str, Any]) -> None:
         metrics.counters[(_METRICS[name], tuple(labels))] = value
     for name, labels, *exemplar in state["exemplars"]:
         metrics.exemplars[(_METRICS[name], tuple(labels))] = Exemplar(*exemplar)
+
+
+def _links(parents: dict[bytes, bytes]) -> str:
+    """A trace's (span, parent) links as one hex string of 16-byte pairs: encoding them
+    pair by pair made checkpoints the processor's largest cost."""
+    return b"".join(span + (parent or _NO_PARENT) for span, parent in parents.items()).hex()
+
+
+def _parent(raw: bytes) -> bytes:
+    return b"" if raw == _NO_PARENT else raw
