@@ -77,3 +77,8 @@ def machine(packages: Sequence[str], tools: str) -> list[str]:
             f"- CPU: {cpu}; {os.cpu_count()} cores; Python {platform.python_version()}; {tools}",
             f"- Packages: {versions}",
             f"- otel-llmcost commit: {git_commit()}"]
+
+
+def valgrind_version() -> str:
+    return subprocess.run(["valgrind", "--version"], check=False, capture_output=True,
+                          text=True).stdout.strip()

@@ -557,13 +557,10 @@ def main() -> None:
         _results.write_section(text)
 
 
-
 def _machine() -> list[str]:
-    valgrind = subprocess.run(["valgrind", "--version"], check=False, capture_output=True,
-                              text=True).stdout.strip()
     packages = ("openai", "httpx2", "opentelemetry-sdk", DISTRIBUTIONS[OFFICIAL],
                 "opentelemetry-util-genai", DISTRIBUTIONS[OPENLLMETRY], DISTRIBUTIONS[OURS])
-    return _results.machine(packages, valgrind)
+    return _results.machine(packages, _results.valgrind_version())
 
 
 if __name__ == "__main__":

@@ -1332,7 +1332,6 @@ def _check_requests(bodies: list[bytes], data: dict[str, Any]) -> None:
         raise SystemExit(f"{attributes / data['spans']:.2f} attributes per span, not 20")
 
 
-
 def _machine() -> list[str]:
     from google.protobuf.internal import api_implementation
     packages = ("protobuf", "grpcio", "opentelemetry-proto", "opentelemetry-sdk",

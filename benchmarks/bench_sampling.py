@@ -1154,14 +1154,11 @@ def main() -> None:
         _results.write_section(text)
 
 
-
 def _machine() -> list[str]:
-    valgrind = subprocess.run(["valgrind", "--version"], check=False, capture_output=True,
-                              text=True).stdout.strip()
     packages = ("openai", "httpx2", "opentelemetry-sdk",
                 "opentelemetry-exporter-otlp-proto-common", "protobuf", "genai-prices",
                 "otel-llmcost")
-    return _results.machine(packages, valgrind)
+    return _results.machine(packages, _results.valgrind_version())
 
 
 if __name__ == "__main__":

@@ -44,12 +44,6 @@ class Stats:
         self.exported[rule] = self.exported.get(rule, 0) + spans
         self.bytes += size
 
-    def totals(self) -> tuple[int, int, int]:
-        """(seen, exported, dropped) including head drops."""
-        drops = self._head_drops
-        return (self.seen + drops, sum(self.exported.values()),
-                sum(self.dropped.values()) + drops)
-
     def _dropped(self) -> dict[str, int]:
         dropped = dict(self.dropped)
         dropped[sc.DROP_SAMPLED_OUT] += self._head_drops
