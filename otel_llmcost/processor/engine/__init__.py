@@ -60,14 +60,16 @@ class Engine:
 
     def ingest(self, records: Iterable[SpanRecord], now_ns: int) -> None:
         """Roll up spans that arrived at ``now_ns``."""
-        traces, conversations, customers = self.traces, self.conversations, self.customers
+        add_to_trace, touch = self.traces.add, self.conversations.touch
+        windows = self.customers.windows  # hourly and daily
         for record in records:
-            traces.add(record, now_ns)
+            add_to_trace(record, now_ns)
             if record.llm:
                 if record.conversation_id:
-                    conversations.touch(record.conversation_id, now_ns)
-                customers.add(record.customer_id, record.cost * record.weight, record.end_ns,
-                              now_ns)
+                    touch(record.conversation_id, now_ns)
+                amount = record.cost * record.weight
+                for window in windows:
+                    window.add(record.customer_id, amount, record.end_ns, now_ns)
 
     def advance(self, now_ns: int) -> None:
         """Close the traces, conversations and windows that are due at ``now_ns``."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from otel_llmcost import semconv as sc
-from otel_llmcost.processor.engine._metrics import Metrics
+from otel_llmcost.processor.engine._metrics import Histogram, Metrics
 from otel_llmcost.processor.engine._traces import Turn
 
 
@@ -39,6 +39,7 @@ class Conversations:
         self._max_open = max_open
         self._metrics = metrics
         self.open: OrderedDict[str, OpenConversation] = OrderedDict()
+        self._turn_histograms: dict[str, tuple[Histogram, Histogram]] = {}  # cost, tokens
 
     def touch(self, conversation_id: str, now_ns: int) -> OpenConversation:
         """A span of the conversation arrived: it is active (created if new)."""
@@ -58,9 +59,14 @@ class Conversations:
         index = int(conversation.turns) + 1
         conversation.turns += weight
         conversation.cost += turn.cost * weight
-        labels = (turn_bucket(index),)
-        self._metrics.observe(sc.M_TURN_COST, turn.cost, weight, labels)
-        self._metrics.observe(sc.M_TURN_INPUT_TOKENS, turn.input_tokens, weight, labels)
+        label = turn_bucket(index)
+        histograms = self._turn_histograms.get(label)
+        if histograms is None:
+            histograms = self._turn_histograms[label] = (
+                self._metrics.histogram(sc.M_TURN_COST, (label,)),
+                self._metrics.histogram(sc.M_TURN_INPUT_TOKENS, (label,)))
+        histograms[0].observe(turn.cost, weight)
+        histograms[1].observe(turn.input_tokens, weight)
 
     def advance(self, now_ns: int) -> None:
         idle_before, open_ = now_ns - self._idle_ns, self.open

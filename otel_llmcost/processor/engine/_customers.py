@@ -117,10 +117,6 @@ class Customers:
         self.windows = tuple(Windows(label, length, grace_ns, max_customers, metrics)
                              for label, length in sc.WINDOWS)
 
-    def add(self, customer_id: str | None, amount: float, end_ns: int, now_ns: int) -> None:
-        for windows in self.windows:
-            windows.add(customer_id, amount, end_ns, now_ns)
-
     def advance(self, now_ns: int) -> None:
         for windows in self.windows:
             windows.advance(now_ns)

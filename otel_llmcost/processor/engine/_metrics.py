@@ -49,13 +49,18 @@ class Metrics:
         self.counters: dict[tuple[MetricDef, Labels], float] = {}
         self.exemplars: dict[tuple[MetricDef, Labels], Exemplar] = {}
 
-    def observe(self, metric: MetricDef, value: float, weight: float = 1.0,
-                labels: Labels = ()) -> None:
+    def histogram(self, metric: MetricDef, labels: Labels = ()) -> Histogram:
+        """The histogram of a series, created empty on first use. It stays the same
+        object for the engine's life (a restore fills it in place), so hot paths keep it."""
         key = (metric, labels)
         histogram = self.histograms.get(key)
         if histogram is None:
             histogram = self.histograms[key] = Histogram(metric.buckets)
-        histogram.observe(value, weight)
+        return histogram
+
+    def observe(self, metric: MetricDef, value: float, weight: float = 1.0,
+                labels: Labels = ()) -> None:
+        self.histogram(metric, labels).observe(value, weight)
 
     def add(self, metric: MetricDef, amount: float, labels: Labels = (),
             exemplar: Exemplar | None = None) -> None:

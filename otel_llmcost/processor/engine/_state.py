@@ -12,11 +12,10 @@ from typing import Any
 from otel_llmcost import semconv as sc
 from otel_llmcost.processor.engine._conversations import OpenConversation
 from otel_llmcost.processor.engine._customers import Window
-from otel_llmcost.processor.engine._metrics import Exemplar, Histogram
+from otel_llmcost.processor.engine._metrics import Exemplar
 from otel_llmcost.processor.engine._traces import OpenTrace, Turn
 
-VERSION = 1
-_NO_PARENT = bytes(8)  # an all-zero span id is invalid in OTLP: it stands for "root"
+VERSION = 2  # 2: a trace's close time in its row instead of a "due" list; closed ids joined
 _METRICS = {m.name: m for m in sc.ROLLUP_METRICS}
 
 
@@ -26,13 +25,12 @@ def dump(engine: Any) -> dict[str, Any]:
     return {
         "version": VERSION,
         "traces": [[tid.hex(), t.last_ns, t.start_ns, t.end_ns, t.llm_calls, t.tool_calls,
-                    t.retries, t.cost, t.weight, t.root_ended,
+                    t.retries, t.cost, t.weight, t.due_ns,
                     _links(t.parents),
                     {cid: [u.cost, u.input_tokens, u.first_start_ns]
-                     for cid, u in (t.turns or {}).items()}]
+                     for cid, u in t.turns.items()} if t.turns else None]
                    for tid, t in traces.open.items()],
-        "due": [[at, tid.hex()] for at, tid in traces.due],
-        "closed": [tid.hex() for tid in traces.closed],
+        "closed": b"".join(traces.closed).hex(),
         "runaways": [list(e) for e in traces.runaways],
         "conversations": [[cid, c.turns, c.cost, c.last_ns]
                           for cid, c in engine.conversations.open.items()],
@@ -53,13 +51,14 @@ def load(engine: Any, state: dict[str, Any]) -> None:
     if state.get("version") != VERSION:
         raise ValueError(f"checkpoint version {state.get('version')!r}, expected {VERSION}")
     traces, metrics = engine.traces, engine.metrics
-    for (tid, last, start, end, llm, tool, retries, cost, weight, root_ended, parents,
+    for (tid, last, start, end, llm, tool, retries, cost, weight, due_ns, parents,
          turns) in state["traces"]:
         t = OpenTrace()
         t.last_ns, t.start_ns, t.end_ns, t.llm_calls, t.tool_calls = last, start, end, llm, tool
-        t.retries, t.cost, t.weight, t.root_ended = retries, cost, weight, root_ended
+        t.retries, t.cost, t.weight, t.due_ns = retries, cost, weight, due_ns
         raw = bytes.fromhex(parents)
-        t.parents = {raw[i:i + 8]: _parent(raw[i + 8:i + 16]) for i in range(0, len(raw), 16)}
+        half = len(raw) // 2
+        t.parents = {raw[i:i + 8]: raw[half + i:half + i + 8] for i in range(0, half, 8)}
         if turns:
             t.turns = {}
             for cid, (turn_cost, input_tokens, first_start) in turns.items():
@@ -67,8 +66,10 @@ def load(engine: Any, state: dict[str, Any]) -> None:
                 turn.cost, turn.input_tokens, turn.first_start_ns = (
                     turn_cost, input_tokens, first_start)
         traces.open[bytes.fromhex(tid)] = t
-    traces.due.extend((at, bytes.fromhex(tid)) for at, tid in state["due"])
-    traces.closed.update((bytes.fromhex(tid), None) for tid in state["closed"])
+    traces.due.extend(sorted((t.due_ns, tid) for tid, t in traces.open.items()
+                             if t.due_ns is not None))
+    closed = bytes.fromhex(state["closed"])
+    traces.closed.update((closed[i:i + 16], None) for i in range(0, len(closed), 16))
     traces.runaways.extend(Exemplar(*e) for e in state["runaways"])
     for cid, turns_, cost, last in state["conversations"]:
         c = engine.conversations.open[cid] = OpenConversation()
@@ -82,8 +83,7 @@ def load(engine: Any, state: dict[str, Any]) -> None:
             win.spend = OrderedDict((c, v) for c, v in spend)
             win.other, win.unattributed = other, unattributed
     for name, labels, counts, total in state["histograms"]:
-        metric = _METRICS[name]
-        h = metrics.histograms[(metric, tuple(labels))] = Histogram(metric.buckets)
+        h = metrics.histogram(_METRICS[name], tuple(labels))  # in place: the engine holds some
         h.counts, h.sum = counts, total
     for name, labels, value in state["counters"]:
         metrics.counters[(_METRICS[name], tuple(labels))] = value
@@ -92,10 +92,7 @@ def load(engine: Any, state: dict[str, Any]) -> None:
 
 
 def _links(parents: dict[bytes, bytes]) -> str:
-    """A trace's (span, parent) links as one hex string of 16-byte pairs: encoding them
-    pair by pair made checkpoints the processor's largest cost."""
-    return b"".join(span + (parent or _NO_PARENT) for span, parent in parents.items()).hex()
-
-
-def _parent(raw: bytes) -> bytes:
-    return b"" if raw == _NO_PARENT else raw
+    """A trace's (span, parent) links as one hex string: every span id, then every parent
+    id in the same order. Encoding them pair by pair made checkpoints the processor's
+    largest cost."""
+    return (b"".join(parents) + b"".join(parents.values())).hex()

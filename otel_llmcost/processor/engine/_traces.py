@@ -12,8 +12,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 from otel_llmcost import semconv as sc
-from otel_llmcost.processor.engine._metrics import Exemplar, Metrics
+from otel_llmcost.processor.engine._metrics import Exemplar, Histogram, Metrics
 from otel_llmcost.processor.records import SpanRecord
+
+
+# What every closed trace is observed into, in the order `Traces.close` unpacks them.
+_OBSERVED = (sc.M_TRACE_COST, sc.M_TRACE_LLM_CALLS, sc.M_TRACE_TOOL_CALLS,
+             sc.M_TRACE_DURATION, sc.M_TRACE_DEPTH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +29,9 @@ class TraceLimits:
     max_spans: int  # span links kept per trace for its depth
     runaway_llm_calls: int
     runaway_cost_usd: float
+
+
+NO_PARENT = bytes(8)  # all zeros: an invalid span id in OTLP, so it never names a span
 
 
 class Turn:
@@ -39,7 +47,7 @@ class Turn:
 
 class OpenTrace:
     __slots__ = ("start_ns", "end_ns", "llm_calls", "tool_calls", "retries", "cost", "weight",
-                 "parents", "turns", "root_ended", "last_ns")
+                 "parents", "turns", "due_ns", "last_ns")
 
     def __init__(self) -> None:
         self.last_ns = 0  # when its last span arrived (engine time)
@@ -50,9 +58,9 @@ class OpenTrace:
         self.retries = 0
         self.cost = 0.0
         self.weight = 1.0
-        self.parents: dict[bytes, bytes] = {}
+        self.parents: dict[bytes, bytes] = {}  # span id → parent's (NO_PARENT for a root)
         self.turns: dict[str, Turn] | None = None
-        self.root_ended = False
+        self.due_ns: int | None = None  # when it closes, set when its root arrives
 
     def add(self, r: SpanRecord, max_spans: int) -> None:
         if self.start_ns == 0 or r.start_ns < self.start_ns:
@@ -62,7 +70,7 @@ class OpenTrace:
         if r.weight > self.weight:
             self.weight = r.weight
         if len(self.parents) < max_spans:
-            self.parents[r.span_id] = r.parent_span_id
+            self.parents[r.span_id] = r.parent_span_id or NO_PARENT
         if r.tool:
             self.tool_calls += 1
         if not r.llm:
@@ -85,16 +93,28 @@ class OpenTrace:
     def depth(self) -> int:
         """Spans on the longest root-to-leaf path (of the spans whose links were kept)."""
         parents, depths = self.parents, {}
-        for span_id in parents:
-            path, node = [], span_id
-            while node in parents and node not in depths and len(path) <= len(parents):
-                path.append(node)  # the length bound stops a hostile cycle
-                node = parents[node]
-            base = depths.get(node, 0)
-            for step in reversed(path):
-                base += 1
-                depths[step] = base
+        # Newest first: spans are exported as they end, so a parent usually arrives after
+        # its children and is met here before them; only other orders need a walk.
+        for span_id in reversed(parents):
+            parent = parents[span_id]
+            above = depths.get(parent)
+            if above is None:
+                above = _walk(parents, depths, parent) if parent in parents else 0
+            depths[span_id] = above + 1
         return max(depths.values(), default=0)
+
+
+def _walk(parents: dict[bytes, bytes], depths: dict[bytes, int], span_id: bytes) -> int:
+    """The depth of ``span_id``, recording it and its unknown ancestors' in ``depths``."""
+    path, node = [], span_id
+    while node in parents and node not in depths and len(path) <= len(parents):
+        path.append(node)  # the length bound stops a hostile cycle
+        node = parents[node]
+    base = depths.get(node, 0)
+    for step in reversed(path):
+        base += 1
+        depths[step] = base
+    return depths[span_id]
 
 
 class Traces:
@@ -110,6 +130,7 @@ class Traces:
         # Recently closed traces: a late span of one is counted, not made a new trace.
         self.closed: OrderedDict[bytes, None] = OrderedDict()
         self.runaways: deque[Exemplar] = deque(maxlen=100)  # recent, for drill-down
+        self._histograms: tuple[Histogram, ...] = ()  # _OBSERVED's, bound at the first close
 
     def add(self, r: SpanRecord, now_ns: int) -> None:
         trace = self.open.get(r.trace_id)
@@ -126,9 +147,9 @@ class Traces:
             self.open.move_to_end(r.trace_id)
         trace.last_ns = now_ns
         trace.add(r, self._limits.max_spans)
-        if not r.parent_span_id and not trace.root_ended:
-            trace.root_ended = True
-            self.due.append((now_ns + self._limits.wait_ns, r.trace_id))
+        if not r.parent_span_id and trace.due_ns is None:
+            trace.due_ns = now_ns + self._limits.wait_ns
+            self.due.append((trace.due_ns, r.trace_id))
 
     def advance(self, now_ns: int) -> None:
         """Close the traces whose wait after the root, or whose idle time, has passed."""
@@ -151,11 +172,14 @@ class Traces:
         if len(closed) > self._limits.max_open:
             closed.popitem(last=False)
         m, weight, limits = self._metrics, trace.weight, self._limits
-        m.observe(sc.M_TRACE_COST, trace.cost, weight)
-        m.observe(sc.M_TRACE_LLM_CALLS, trace.llm_calls, weight)
-        m.observe(sc.M_TRACE_TOOL_CALLS, trace.tool_calls, weight)
-        m.observe(sc.M_TRACE_DURATION, max(0, trace.end_ns - trace.start_ns) / 1e9, weight)
-        m.observe(sc.M_TRACE_DEPTH, trace.depth(), weight)
+        if not self._histograms:
+            self._histograms = tuple(m.histogram(metric) for metric in _OBSERVED)
+        cost, llm_calls, tool_calls, duration, depth = self._histograms
+        cost.observe(trace.cost, weight)
+        llm_calls.observe(trace.llm_calls, weight)
+        tool_calls.observe(trace.tool_calls, weight)
+        duration.observe(max(0, trace.end_ns - trace.start_ns) / 1e9, weight)
+        depth.observe(trace.depth(), weight)
         if trace.retries:
             m.add(sc.M_TRACE_RETRIES, trace.retries * weight)
         reason = (sc.RUNAWAY_LLM_CALLS if trace.llm_calls > limits.runaway_llm_calls else
