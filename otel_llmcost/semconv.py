@@ -305,6 +305,10 @@ M_PROCESSOR_STATE_BYTES: Final = MetricDef(
 M_PROCESSOR_BUSY: Final = MetricDef(
     "llmcost.processor.busy", "counter", UNIT_SECONDS,
     "Time the engine thread spent rolling up: rate() of it is the engine's CPU share.")
+M_PROCESSOR_CHECKPOINT: Final = MetricDef(
+    "llmcost.processor.checkpoint", "counter", UNIT_SECONDS,
+    "Time the engine thread spent writing checkpoints (the state's encoding under the "
+    "engine lock, then the SQLite write): the price of durability.")
 LLMCOST_FORWARD_DROP_REASON: Final = "llmcost.forward.drop_reason"
 FORWARD_DROP_REASONS: Final = ("queue_full", "retries_exhausted", "rejected", "shutdown")
 M_PROCESSOR_FORWARDED: Final = MetricDef(
@@ -330,8 +334,9 @@ ROLLUP_METRICS: Final = (
 # The service's own metrics (receivers, queue, checkpoints, forwarding).
 SERVICE_METRICS: Final = (
     M_PROCESSOR_RECEIVED_SPANS, M_PROCESSOR_REJECTED_SPANS, M_PROCESSOR_REQUESTS,
-    M_PROCESSOR_QUEUE, M_PROCESSOR_STATE_BYTES, M_PROCESSOR_BUSY, M_PROCESSOR_FORWARDED,
-    M_PROCESSOR_FORWARD_DROPPED, M_PROCESSOR_FORWARD_RETRIES, M_PROCESSOR_FORWARD_QUEUED)
+    M_PROCESSOR_QUEUE, M_PROCESSOR_STATE_BYTES, M_PROCESSOR_BUSY, M_PROCESSOR_CHECKPOINT,
+    M_PROCESSOR_FORWARDED, M_PROCESSOR_FORWARD_DROPPED, M_PROCESSOR_FORWARD_RETRIES,
+    M_PROCESSOR_FORWARD_QUEUED)
 
 # --- Environment variables ---------------------------------------------------------
 ENV_PRICES_FILE: Final = "LLMCOST_PRICES_FILE"

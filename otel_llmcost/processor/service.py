@@ -55,6 +55,7 @@ class Processor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llmcost-engine", daemon=True)
         self._busy_s = 0.0  # engine thread time rolling up (the processor's own cost)
+        self._checkpoint_s = 0.0  # …and writing checkpoints
         self._state_bytes = 0
         self.stats = ReceiverStats()
         self.forwarder = (Forwarder(settings.forward_endpoint, settings.forward_protocol,
@@ -134,11 +135,14 @@ class Processor:
                 for records in batches:
                     self.engine.ingest(records, now)
                 self.engine.advance(now)
+                rolled_up = time.perf_counter()
                 due = stopping or time.monotonic() >= next_checkpoint
                 state = self.engine.dump() if due and self.store is not None else None
-            self._busy_s += time.perf_counter() - started
+            self._busy_s += rolled_up - started
             if state is not None:
                 self._state_bytes = self.store.save(state, now)  # type: ignore[union-attr]
+                del state  # before the clock stops: freeing it is part of the cost
+                self._checkpoint_s += time.perf_counter() - rolled_up
             if due:
                 next_checkpoint = time.monotonic() + self.settings.checkpoint_s
             if stopping and not batches:
@@ -165,6 +169,7 @@ class Processor:
         yield sc.M_PROCESSOR_QUEUE, (), float(self._queue.qsize())
         yield sc.M_PROCESSOR_STATE_BYTES, (), float(self._state_bytes)
         yield sc.M_PROCESSOR_BUSY, (), self._busy_s
+        yield sc.M_PROCESSOR_CHECKPOINT, (), self._checkpoint_s
         if self.forwarder is not None:
             yield from self.forwarder.metrics()
 

@@ -12,7 +12,6 @@ in six points), and the number of active customers.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from typing import Iterator
 
 from otel_llmcost import semconv as sc
@@ -26,7 +25,7 @@ class Window:
     __slots__ = ("spend", "other", "unattributed")
 
     def __init__(self) -> None:
-        self.spend: OrderedDict[str, float] = OrderedDict()  # in order of first spend
+        self.spend: dict[str, float] = {}  # in order of first spend
         self.other = 0.0  # customers folded in when the window was full
         self.unattributed = 0.0
 
@@ -49,7 +48,7 @@ class Windows:
         self.per_active: dict[int, float] = {}  # hour of day → spend per active customer
 
     def add(self, customer_id: str | None, amount: float, end_ns: int, now_ns: int) -> None:
-        index = min(end_ns, now_ns) // self._length_ns
+        index = (end_ns if end_ns < now_ns else now_ns) // self._length_ns
         if index <= self.closed_through:
             self._metrics.add(sc.M_PROCESSOR_LATE_SPANS, 1, ("customer",))
             index = max(self.open, default=now_ns // self._length_ns)
@@ -65,8 +64,7 @@ class Windows:
         elif len(spend) < self._max_customers:
             spend[customer_id] = amount
         else:  # full: fold the longest-known customer into __other__ to make room
-            _, folded = spend.popitem(last=False)
-            window.other += folded
+            window.other += spend.pop(next(iter(spend)))
             spend[customer_id] = amount
             self._metrics.add(sc.M_PROCESSOR_EVICTIONS, 1, ("customer",))
 

@@ -6,7 +6,6 @@ is versioned so that a newer processor can refuse (not misread) an older file.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 from otel_llmcost import semconv as sc
@@ -80,7 +79,7 @@ def load(engine: Any, state: dict[str, Any]) -> None:
         w.per_active = {h: v for h, v in saved["per_active"]}
         for index, spend, other, unattributed in saved["open"]:
             win = w.open[index] = Window()
-            win.spend = OrderedDict((c, v) for c, v in spend)
+            win.spend = {c: v for c, v in spend}
             win.other, win.unattributed = other, unattributed
     for name, labels, counts, total in state["histograms"]:
         h = metrics.histogram(_METRICS[name], tuple(labels))  # in place: the engine holds some
