@@ -740,6 +740,7 @@ QUEUE = sc.M_PROCESSOR_QUEUE.prometheus
 OPEN = sc.M_PROCESSOR_OPEN.prometheus
 BUSY = sc.M_PROCESSOR_BUSY.prometheus
 CHECKPOINT = sc.M_PROCESSOR_CHECKPOINT.prometheus
+CHECKPOINT_TIME = sc.M_PROCESSOR_CHECKPOINT_TIME.prometheus
 STATE = sc.M_PROCESSOR_STATE_BYTES.prometheus
 REQUESTS = sc.M_PROCESSOR_REQUESTS.prometheus
 TRACE_COUNT = sc.M_TRACE_COST.prometheus + "_count"
@@ -805,7 +806,15 @@ def run_e2e(transport: str, path: Path, spans: int, traces: int, connections: in
             scrapes += 1
             t_drained, cpu_drained = time.perf_counter(), _proc_cpu(proc.pid)
             busy_drained = value(families, BUSY)
-            while value(families, OPEN, **{ENTITY: "trace"}) > 0:  # every trace closed
+            drained_ns = time.time_ns()
+
+            def closed(families: dict[str, list[tuple[dict[str, str], float]]]) -> bool:
+                """Every trace closed, as shown by the engine itself or (with a state file,
+                /metrics shows the last checkpoint) by a checkpoint saved after the drain."""
+                published = not checkpoints or value(families, CHECKPOINT_TIME) * 1e9 > drained_ns
+                return published and value(families, OPEN, **{ENTITY: "trace"}) == 0
+
+            while not closed(families):
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("traces did not close")
                 time.sleep(0.25)

@@ -309,6 +309,10 @@ M_PROCESSOR_CHECKPOINT: Final = MetricDef(
     "llmcost.processor.checkpoint", "counter", UNIT_SECONDS,
     "Time the engine thread spent writing checkpoints (the state's encoding under the "
     "engine lock, then the SQLite write): the price of durability.")
+M_PROCESSOR_CHECKPOINT_TIME: Final = MetricDef(
+    "llmcost.processor.checkpoint.time", "gauge", UNIT_SECONDS,
+    "Unix time of the last checkpoint. With a state file, the rollups on the endpoint are "
+    "the engine as of then (absent: none yet).")
 LLMCOST_FORWARD_DROP_REASON: Final = "llmcost.forward.drop_reason"
 FORWARD_DROP_REASONS: Final = ("queue_full", "retries_exhausted", "rejected", "shutdown")
 M_PROCESSOR_FORWARDED: Final = MetricDef(
@@ -335,7 +339,7 @@ ROLLUP_METRICS: Final = (
 SERVICE_METRICS: Final = (
     M_PROCESSOR_RECEIVED_SPANS, M_PROCESSOR_REJECTED_SPANS, M_PROCESSOR_REQUESTS,
     M_PROCESSOR_QUEUE, M_PROCESSOR_STATE_BYTES, M_PROCESSOR_BUSY, M_PROCESSOR_CHECKPOINT,
-    M_PROCESSOR_FORWARDED, M_PROCESSOR_FORWARD_DROPPED, M_PROCESSOR_FORWARD_RETRIES,
+    M_PROCESSOR_CHECKPOINT_TIME, M_PROCESSOR_FORWARDED, M_PROCESSOR_FORWARD_DROPPED, M_PROCESSOR_FORWARD_RETRIES,
     M_PROCESSOR_FORWARD_QUEUED)
 
 # --- Environment variables ---------------------------------------------------------

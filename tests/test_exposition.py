@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from otel_llmcost import semconv as sc
 from otel_llmcost.processor.engine import Config, Engine
-from otel_llmcost.processor.exposition import EngineCollector, MetricsServer
+from otel_llmcost.processor.exposition import EngineCollector, MetricsServer, live
 from otel_llmcost.processor.records import SpanRecord
 
 T = TypeVar("T")
@@ -96,7 +96,7 @@ def values(family: Metric, suffix: str = "") -> dict[tuple[tuple[str, str], ...]
 @pytest.fixture
 def served() -> Iterator[tuple[Engine, threading.Lock, MetricsServer]]:
     engine, lock = fed_engine(time.time_ns()), threading.Lock()
-    server = MetricsServer(EngineCollector(engine, lock), port=0)
+    server = MetricsServer(EngineCollector(live(engine, lock)), port=0)
     server.start()
     yield engine, lock, server
     server.stop()
@@ -146,7 +146,7 @@ def test_a_plain_scrape_renders_the_engines_exact_rollups(served):
 
 
 def test_every_family_is_there_before_any_data_with_zeros_where_labels_are_known():
-    server = MetricsServer(EngineCollector(Engine(), threading.Lock()), port=0)
+    server = MetricsServer(EngineCollector(live(Engine(), threading.Lock())), port=0)
     server.start()
     try:
         parsed = families(scrape(server.port)[1])
@@ -203,7 +203,7 @@ def test_self_metric_sources_are_rendered_beside_the_engines():
     def source() -> list[tuple[sc.MetricDef, tuple[str, ...], float]]:
         return [(forwarded, (), 7.0), (queued, ("main",), 3.0)]
 
-    server = MetricsServer(EngineCollector(Engine(), threading.Lock(), [source]), port=0)
+    server = MetricsServer(EngineCollector(live(Engine(), threading.Lock()), [source]), port=0)
     server.start()
     try:
         parsed = families(scrape(server.port)[1])
@@ -229,7 +229,7 @@ def test_a_scrape_reads_the_engine_only_under_its_lock(served):
 
 
 def test_a_token_is_required_when_set():
-    server = MetricsServer(EngineCollector(Engine(), threading.Lock()), port=0, token="s3cret")
+    server = MetricsServer(EngineCollector(live(Engine(), threading.Lock())), port=0, token="s3cret")
     server.start()
     try:
         for token in (None, "wrong"):
@@ -272,7 +272,7 @@ def test_a_real_prometheus_scrape_gives_back_the_engines_numbers(served, tmp_pat
     engine, _, server = served
     token = "scrape-token"
     server.stop()  # again, with a token: Prometheus must send it
-    server = MetricsServer(EngineCollector(engine, threading.Lock()), port=0, token=token)
+    server = MetricsServer(EngineCollector(live(engine, threading.Lock())), port=0, token=token)
     server.start()
     port = free_port()
     config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},

@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from otel_llmcost.processor.engine import Engine
-from otel_llmcost.processor.exposition import EngineCollector
+from otel_llmcost.processor.exposition import EngineCollector, live
 from otel_llmcost import semconv as sc
 from otel_llmcost.processor.forward import DROP_REASONS, Forwarder
 
@@ -308,7 +308,7 @@ def test_the_counters_render_on_the_prometheus_endpoint():
     forwarder = Forwarder("http://127.0.0.1:9", max_queue=1)  # never started
     assert forwarder.offer(payload(1)) and not forwarder.offer(payload(2))
     registry = CollectorRegistry()
-    registry.register(EngineCollector(Engine(), threading.Lock(), [forwarder.metrics]))
+    registry.register(EngineCollector(live(Engine(), threading.Lock()), [forwarder.metrics]))
     parsed = {f.name: f for f in parse_text(generate_latest(registry).decode())}
     family = parsed[sc.M_PROCESSOR_FORWARD_DROPPED.prometheus.removesuffix("_total")]
     dropped = {s.labels["llmcost_forward_drop_reason"]: s.value for s in family.samples}

@@ -357,11 +357,23 @@ def wait_for_a_checkpoint_covering(process: ProcessorProcess, spans: int) -> Non
              "a checkpoint newer than the last span", process)
 
 
+def published_after(process: ProcessorProcess, after_ns: int) -> dict[str, Any]:
+    """A scrape whose rollups are those of a checkpoint saved after ``after_ns``: with a
+    state file, the endpoint shows the engine as of its last checkpoint."""
+    def newer() -> dict[str, Any] | None:
+        families = process.scrape()
+        saved = total(families, sc.M_PROCESSOR_CHECKPOINT_TIME) if (
+            sc.M_PROCESSOR_CHECKPOINT_TIME.prometheus in families) else 0.0
+        return families if saved * 1e9 > after_ns else None
+    return wait_for(newer, "a checkpoint to be published", process)
+
+
 def feed_to_the_end(process: ProcessorProcess, requests: Sequence[Request]) -> Series:
     """Send the rest of the stream, then wait until every trace and conversation closed."""
     process.send(requests)
     sent = sum(r.spans for r in requests)
-    families = wait_for(lambda: process.drained(sent), "the stream to be rolled up", process)
+    wait_for(lambda: process.drained(sent), "the stream to be rolled up", process)
+    families = published_after(process, time.time_ns())
     # The premise of every comparison: no conversation went idle during a restart.
     assert total(families, sc.M_CONVERSATION_COST, "_count") == 0, (
         "a conversation closed before the stream ended: raise RESTART_SAFE_S")
@@ -434,8 +446,9 @@ def killed_with_unsaved_spans(directory: Path, requests: Sequence[Request], cut:
     state_path = directory / "state.db"
     with ProcessorProcess(state_path, "checkpointed") as first:
         first.send(requests[:cut])
-        wait_for_a_checkpoint_covering(first, sum(r.spans for r in requests[:cut]))
-        top_checkpointed = top_cost(rollups(first.scrape()))
+        wait_for(lambda: first.drained(sum(r.spans for r in requests[:cut])),
+                 "every span to reach the engine", first)
+        top_checkpointed = top_cost(rollups(published_after(first, time.time_ns())))
         first.kill()
     before = read_checkpoint(state_path)
     assert before is not None
@@ -448,7 +461,10 @@ def killed_with_unsaved_spans(directory: Path, requests: Sequence[Request], cut:
         assert at_kill is not None
         second.kill()
     with ProcessorProcess(state_path, "restarted") as third:
-        top_restarted = top_cost(rollups(third.scrape()))
+        families = third.scrape()
+        assert total(families, sc.M_PROCESSOR_CHECKPOINT_TIME) * 1e9 == pytest.approx(
+            before[1], abs=1e3)  # it shows the checkpoint it continues from
+        top_restarted = top_cost(rollups(families))
         return Lost(feed_to_the_end(third, requests[resume:]), top_checkpointed,
                     top_in_memory, top_restarted, (before[1], at_kill[1]))
 
@@ -538,7 +554,9 @@ def test_sigkill_loses_exactly_the_spans_after_the_last_checkpoint(runs, stream)
     assert at_kill == before  # no checkpoint between the lost spans and the kill
     requests = stream.requests
     assert lost.top_checkpointed == lost.top_restarted  # the checkpoint, all of it
-    assert lost.top_in_memory != lost.top_checkpointed  # the lost spans had been rolled up
+    # The lost spans reached the engine (`drained`), but the endpoint never showed them: it
+    # shows only what a checkpoint holds, so no counter Prometheus saw goes down.
+    assert lost.top_in_memory == lost.top_checkpointed
     # The outcome is exactly a run that never saw the lost spans…
     assert_same_rollups(lost.final, runs["without_lost"].result())
     # …which is the full run minus their spend, customer by customer.
@@ -554,8 +572,8 @@ def assert_serves_empty_then_rolls_up(process: ProcessorProcess) -> None:
     assert not top_cost(rollups(process.scrape()))
     trace = agent_trace(random.Random(1), 0, time.time_ns() - S, "c", "acme", 1)
     process.send([Request(_body(trace.spans), len(trace.spans), ())])
-    families = wait_for(lambda: process.drained(len(trace.spans)), "the spans to roll up",
-                        process)
+    wait_for(lambda: process.drained(len(trace.spans)), "the spans to roll up", process)
+    families = published_after(process, time.time_ns())
     assert top_cost(rollups(families))[("1h", "acme")] > 0
 
 
@@ -593,3 +611,26 @@ def test_a_checkpoint_of_an_incompatible_version_is_moved_aside_not_fatal(tmp_pa
     assert "version" in process.log()
     aside = read_checkpoint(tmp_path / "state.db.unreadable")
     assert aside is not None and aside[0]["version"] == state["version"]  # kept, not lost
+
+
+def test_an_idle_processor_writes_no_checkpoint_but_saves_what_closes(tmp_path):
+    """Checkpoints follow change: none while nothing arrives, and one when something closes
+    with no new span (here a trace, after its wait), so the endpoint shows it closed."""
+    state_path = tmp_path / "state.db"
+    with ProcessorProcess(state_path, "idle") as process:
+        time.sleep(10 * float(SETTINGS["checkpoint_s"]))  # type: ignore[arg-type]
+        assert read_checkpoint(state_path) is None
+        assert sc.M_PROCESSOR_CHECKPOINT_TIME.prometheus not in process.scrape()
+        trace = agent_trace(random.Random(2), 0, time.time_ns() - S, "c", "acme", 1)
+        process.send([Request(_body(trace.spans), len(trace.spans), ())])
+        wait_for(lambda: process.drained(len(trace.spans)), "the spans to roll up", process)
+        # Received, then closed 0.2 s later: the last change is the close, and a checkpoint
+        # after it shows the trace rolled up.
+        closed = wait_for(lambda: (f := process.scrape()) and total(
+            f, sc.M_TRACE_COST, "_count") > 0 and f, "the closed trace to be published",
+            process)
+        assert total(closed, sc.M_PROCESSOR_OPEN, llmcost_entity="trace") == 0
+        saved = read_checkpoint(state_path)
+        assert saved is not None and not saved[0]["traces"]
+        time.sleep(10 * float(SETTINGS["checkpoint_s"]))  # type: ignore[arg-type]
+        assert read_checkpoint(state_path) == saved  # idle again: not rewritten

@@ -1,9 +1,9 @@
 """The Prometheus endpoint: the engine's rollups (and the service's self-metrics) on a scrape.
 
-`EngineCollector` is a ``prometheus_client`` custom collector: on each scrape it copies
-what it needs from the engine under the service's lock (the engine is not thread-safe)
-and renders it outside the lock, with names, units, labels and buckets taken only from
-`semconv.ROLLUP_METRICS`. `MetricsServer` serves it over HTTP with content negotiation:
+`EngineCollector` is a ``prometheus_client`` custom collector: on each scrape it takes a
+`Snapshot` (a copy made under the service's lock: the engine is not thread-safe), of the
+engine as it is or the one published with the last checkpoint, and renders it with names,
+units, labels and buckets taken only from `semconv.ROLLUP_METRICS`. `MetricsServer` serves it over HTTP with content negotiation:
 ``Accept: application/openmetrics-text`` gets OpenMetrics, with the runaway counters'
 trace-id exemplars; anything else gets the plain text format (which cannot carry them).
 
@@ -24,7 +24,7 @@ import json
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Final, Mapping
+from typing import Any, Final, Mapping, NamedTuple
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
@@ -44,7 +44,7 @@ from otel_llmcost import semconv as sc
 from otel_llmcost.processor.engine import Engine, Exemplar
 from otel_llmcost.semconv import MetricDef, prometheus_label, prometheus_name
 
-__all__ = ["EngineCollector", "MetricsServer", "Source", "Triple"]
+__all__ = ["EngineCollector", "MetricsServer", "Snapshot", "Source", "Triple", "live"]
 
 Labels = tuple[str, ...]
 Triple = tuple[MetricDef, Labels, float]
@@ -63,27 +63,47 @@ _KNOWN_VALUES: Final[dict[str, tuple[str, ...]]] = {
 _HistogramCopy = tuple[tuple[float, ...], float]  # per-bucket counts (last: overflow), sum
 
 
-class EngineCollector:
-    """Renders an `Engine`'s metrics, plus extra self-metric sources, on each scrape."""
+class Snapshot(NamedTuple):
+    """A copy of everything an `Engine` shows, taken at one instant."""
 
-    def __init__(self, engine: Engine, lock: threading.Lock,
-                 sources: Sequence[Source] = ()) -> None:
-        self._engine = engine
-        self._lock = lock
+    histograms: dict[tuple[MetricDef, Labels], _HistogramCopy]
+    counters: dict[tuple[MetricDef, Labels], float]
+    exemplars: dict[tuple[MetricDef, Labels], Exemplar]
+    gauges: list[Triple]
+
+    @classmethod
+    def of(cls, engine: Engine) -> Snapshot:
+        """Copy ``engine``'s metrics (the caller holds the engine's lock)."""
+        metrics = engine.metrics
+        return cls({key: (tuple(h.counts), h.sum) for key, h in metrics.histograms.items()},
+                   dict(metrics.counters), dict(metrics.exemplars), list(engine.gauges()))
+
+
+def live(engine: Engine, lock: threading.Lock) -> Callable[[], Snapshot]:
+    """Read the engine itself at each scrape, under its lock (the engine thread waits)."""
+    def read() -> Snapshot:
+        with lock:
+            return Snapshot.of(engine)
+    return read
+
+
+class EngineCollector:
+    """Renders an engine's metrics, plus extra self-metric sources, on each scrape.
+
+    ``read`` gives what to show: `live` for the engine as it is, or (the service, when it
+    checkpoints) the snapshot taken with the last checkpoint.
+    """
+
+    def __init__(self, read: Callable[[], Snapshot], sources: Sequence[Source] = ()) -> None:
+        self._read = read
         self._sources = tuple(sources)
 
     def collect(self) -> Iterator[Metric]:
-        # Copy under the lock (the engine thread waits meanwhile), render outside it.
-        with self._lock:
-            metrics = self._engine.metrics
-            histograms = {key: (tuple(h.counts), h.sum) for key, h in metrics.histograms.items()}
-            counters = dict(metrics.counters)
-            exemplars = dict(metrics.exemplars)
-            gauges = list(self._engine.gauges())
+        snapshot = self._read()
         # Sources are read outside the engine lock: they guard their own counters, and
         # may share that lock with the engine thread (it is not re-entrant).
         extra = [triple for source in self._sources for triple in source()]
-        yield from _render(histograms, counters, exemplars, gauges, extra)
+        yield from _render(*snapshot, extra)
 
 
 def _render(histograms: dict[tuple[MetricDef, Labels], _HistogramCopy],

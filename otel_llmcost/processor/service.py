@@ -4,8 +4,9 @@ Receivers (OTLP/gRPC, OTLP/HTTP) decode requests on their own threads and put th
 on a bounded queue (full: the client is told to retry later). One engine thread drains
 it, rolls up, closes what is due and checkpoints the engine's state to SQLite. Accepted
 requests are also offered, unchanged, to the forwarder when a next hop is set. The
-Prometheus endpoint reads the engine under the same lock. SIGTERM stops the receivers,
-drains the queue, writes a last checkpoint and drains the forwarder.
+Prometheus endpoint shows the engine as of the last checkpoint (without a state file,
+as it is, read under the same lock). SIGTERM stops the receivers, drains the queue,
+writes a last checkpoint and drains the forwarder.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Callable, Iterator
 
 from otel_llmcost import semconv as sc
 from otel_llmcost.processor.engine import Engine
-from otel_llmcost.processor.exposition import EngineCollector, MetricsServer
+from otel_llmcost.processor.exposition import EngineCollector, MetricsServer, Snapshot, live
 from otel_llmcost.processor.forward import Forwarder
 from otel_llmcost.processor.otlp import Decoded, Limits
 from otel_llmcost.processor.receivers import GrpcReceiver, HttpReceiver, ReceiverStats
@@ -43,12 +44,14 @@ class Processor:
         self.store = Store(settings.state_path) if settings.state_path else None
         saved = self.store.load() if self.store else None
         self.engine = Engine(settings.engine)
+        restored_ns = None  # when the checkpoint the engine continues from was saved
         if saved and self.store is not None:
             try:  # another version's format, or a row that parses but does not fit
                 self.engine = Engine.restore(settings.engine, saved[0])
             except Exception as error:  # noqa: BLE001 - any unusable checkpoint
                 self.store.discard(error)
             else:
+                restored_ns = saved[1]
                 _LOG.info("otel-llmcost-processor: state restored from %s",
                           settings.state_path)
         self._queue: queue.Queue[list[SpanRecord]] = queue.Queue(settings.queue_batches)
@@ -76,10 +79,17 @@ class Processor:
             host, port = endpoint(settings.grpc_endpoint)
             self.receivers.append(GrpcReceiver(host, port, max_message_bytes=settings
                                                .max_request_bytes, **common))
+        # With a state file, /metrics shows the engine as of the last checkpoint, never
+        # more: after a kill -9 the restored counters then continue from at least what
+        # Prometheus last saw. Showing unsaved spans would make them go down, which
+        # Prometheus takes for a counter reset and adds the whole history again.
+        self._published = self._snapshot(restored_ns)
+        read = (lambda: self._published) if self.store is not None else live(self.engine,
+                                                                             self.lock)
         self.metrics_server = None
         if settings.metrics_endpoint:
             host, port = endpoint(settings.metrics_endpoint)
-            collector = EngineCollector(self.engine, self.lock, [self._self_metrics])
+            collector = EngineCollector(read, [self._self_metrics])
             self.metrics_server = MetricsServer(collector, host=host, port=port,
                                                 token=settings.token,
                                                 documents={"/runaways": self.runaways})
@@ -126,27 +136,45 @@ class Processor:
 
     def _run(self) -> None:
         next_checkpoint = time.monotonic() + self.settings.checkpoint_s
+        # Checkpoints only follow a change (spans rolled up, or something closed): an idle
+        # processor writes none, where a big state would cost CPU every interval.
+        changed = False
         while True:
             stopping = self._stop.is_set()
             batches = self._take(block=not stopping)
+            last = stopping and not batches  # everything queued is rolled up: save and stop
             started = time.perf_counter()
             now = self._clock()
             with self.lock:
                 for records in batches:
                     self.engine.ingest(records, now)
-                self.engine.advance(now)
+                closed = self.engine.advance(now)
                 rolled_up = time.perf_counter()
-                due = stopping or time.monotonic() >= next_checkpoint
-                state = self.engine.dump() if due and self.store is not None else None
+                changed = changed or bool(batches) or closed
+                due = last or (changed and time.monotonic() >= next_checkpoint)
+                if due and self.store is not None:
+                    state, published = self.engine.dump(), self._snapshot(now)
+                else:
+                    state = published = None
             self._busy_s += rolled_up - started
             if state is not None:
                 self._state_bytes = self.store.save(state, now)  # type: ignore[union-attr]
-                del state  # before the clock stops: freeing it is part of the cost
+                self._published = published  # once it is durable
+                del state, published  # before the clock stops: freeing them is part of it
                 self._checkpoint_s += time.perf_counter() - rolled_up
             if due:
                 next_checkpoint = time.monotonic() + self.settings.checkpoint_s
-            if stopping and not batches:
+                changed = False
+            if last:
                 return
+
+    def _snapshot(self, saved_ns: int | None) -> Snapshot:
+        """What /metrics shows once the checkpoint saved at ``saved_ns`` is durable: the
+        engine, and that time (in the same snapshot, so a scrape sees both or neither)."""
+        snapshot = Snapshot.of(self.engine)
+        if saved_ns is not None:
+            snapshot.gauges.append((sc.M_PROCESSOR_CHECKPOINT_TIME, (), saved_ns / 1e9))
+        return snapshot
 
     def _take(self, block: bool) -> list[list[SpanRecord]]:
         batches = []

@@ -71,11 +71,18 @@ class Engine:
                 for window in windows:
                     window.add(record.customer_id, amount, record.end_ns, now_ns)
 
-    def advance(self, now_ns: int) -> None:
-        """Close the traces, conversations and windows that are due at ``now_ns``."""
+    def advance(self, now_ns: int) -> bool:
+        """Close the traces, conversations and windows that are due at ``now_ns``; True if
+        anything closed (advancing only closes, so the open counts tell)."""
+        before = self._open_sizes()
         self.traces.advance(now_ns)
         self.conversations.advance(now_ns)
         self.customers.advance(now_ns)
+        return self._open_sizes() != before
+
+    def _open_sizes(self) -> tuple[int, int, int]:
+        return (len(self.traces.open), len(self.conversations.open),
+                sum(len(windows.open) for windows in self.customers.windows))
 
     def dump(self) -> dict[str, Any]:
         """The whole state as JSON-able data (for a checkpoint)."""
