@@ -145,7 +145,7 @@ COST_BUCKETS: Final = tuple(
 
 @dataclass(frozen=True, slots=True, eq=False)
 class MetricDef:
-    """A metric of the processor: name, instrument kind, unit, labels and buckets.
+    """A metric of the contract: name, instrument kind, unit, labels and buckets.
 
     Compared and hashed by identity (each is a module constant): the engine keys every
     series by its MetricDef, and a field-wise hash over the buckets costs microseconds.
@@ -181,6 +181,73 @@ def prometheus_name(name: str, unit: str, counter: bool = False) -> str:
         base = f"{base}_{suffix}"
     return f"{base}_total" if counter else base
 
+
+# --- The instrumentation's metrics (the app's process, every LLM call) ------------------
+# Attributes of every call metric (feature only when the scope names one, error.type
+# only on failed calls); never customer or conversation ids.
+CALL_ATTRIBUTES: Final = (GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL,
+                          LLMCOST_FEATURE, ERROR_TYPE)
+M_OPERATION_DURATION: Final = MetricDef(
+    METRIC_OPERATION_DURATION, "histogram", UNIT_SECONDS,
+    "Duration of GenAI client operations.", CALL_ATTRIBUTES, DURATION_BUCKETS)
+M_TOKEN_USAGE: Final = MetricDef(
+    METRIC_TOKEN_USAGE, "histogram", UNIT_TOKEN,
+    "Input and output tokens per GenAI call (input includes cached).",
+    CALL_ATTRIBUTES + (GEN_AI_TOKEN_TYPE,), TOKEN_BUCKETS)
+M_COST: Final = MetricDef(
+    METRIC_COST, "counter", UNIT_USD, "LLM spend, partitioned by cost component.",
+    CALL_ATTRIBUTES + (LLMCOST_COST_COMPONENT,))
+M_REQUEST_COST: Final = MetricDef(
+    METRIC_REQUEST_COST, "histogram", UNIT_USD, "Cost of one priced LLM call.",
+    CALL_ATTRIBUTES, COST_BUCKETS)
+M_TOKENS: Final = MetricDef(
+    METRIC_TOKENS, "counter", UNIT_TOKEN,
+    "Tokens, partitioned by kind so that sums never double count.",
+    CALL_ATTRIBUTES + (LLMCOST_TOKEN_KIND,))
+M_CACHE_SAVINGS: Final = MetricDef(
+    METRIC_CACHE_SAVINGS, "counter", UNIT_USD,
+    "Net cache effect per call: saving minus premium is what caching saved.",
+    CALL_ATTRIBUTES + (LLMCOST_CACHE_EFFECT,))
+M_UNPRICED_CALLS: Final = MetricDef(
+    METRIC_UNPRICED_CALLS, "counter", UNIT_CALL,
+    "Calls whose model has no known price (their cost is not in llmcost.cost).",
+    CALL_ATTRIBUTES)
+INSTRUMENTATION_METRICS: Final = (M_OPERATION_DURATION, M_TOKEN_USAGE, M_COST, M_REQUEST_COST,
+                                  M_TOKENS, M_CACHE_SAVINGS, M_UNPRICED_CALLS)
+
+# The sampling stage's self-metrics (the app's process): the observability tax.
+M_TELEMETRY_SPANS_SEEN: Final = MetricDef(
+    METRIC_TELEMETRY_SPANS_SEEN, "counter", UNIT_SPAN,
+    "Spans ended or dropped at start (exported + dropped + waiting to be decided).")
+M_TELEMETRY_SPANS_EXPORTED: Final = MetricDef(
+    METRIC_TELEMETRY_SPANS_EXPORTED, "counter", UNIT_SPAN,
+    "Spans handed to the exporters, by the sampling rule that kept them.",
+    (LLMCOST_SAMPLING_RULE,))
+M_TELEMETRY_SPANS_DROPPED: Final = MetricDef(
+    METRIC_TELEMETRY_SPANS_DROPPED, "counter", UNIT_SPAN, "Spans not exported, by reason.",
+    (LLMCOST_SAMPLING_DROP_REASON,))
+M_TELEMETRY_BYTES: Final = MetricDef(
+    METRIC_TELEMETRY_BYTES, "counter", UNIT_BYTES,
+    "Estimated OTLP/protobuf bytes of the exported spans.")
+M_TELEMETRY_COST: Final = MetricDef(
+    METRIC_TELEMETRY_COST, "counter", UNIT_USD,
+    "What the exported telemetry costs at the configured backend prices.")
+M_SAMPLING_OVERFLOWS: Final = MetricDef(
+    METRIC_SAMPLING_OVERFLOWS, "counter", UNIT_TRACE,
+    "Traces decided before they ended because the tail buffer was full.")
+M_SAMPLING_TIMEOUTS: Final = MetricDef(
+    METRIC_SAMPLING_TIMEOUTS, "counter", UNIT_TRACE,
+    "Traces decided by timeout because their spans never all ended.")
+M_SAMPLING_BUFFERED_SPANS: Final = MetricDef(
+    METRIC_SAMPLING_BUFFERED_SPANS, "gauge", UNIT_SPAN,
+    "Ended spans waiting for their trace's tail decision.")
+M_SAMPLING_TOP_THRESHOLD: Final = MetricDef(
+    METRIC_SAMPLING_TOP_THRESHOLD, "gauge", UNIT_USD,
+    "The learned cost threshold of LLMCOST_KEEP_TOP_PERCENT.")
+TELEMETRY_METRICS: Final = (M_TELEMETRY_SPANS_SEEN, M_TELEMETRY_SPANS_EXPORTED,
+                            M_TELEMETRY_SPANS_DROPPED, M_TELEMETRY_BYTES, M_TELEMETRY_COST,
+                            M_SAMPLING_OVERFLOWS, M_SAMPLING_TIMEOUTS,
+                            M_SAMPLING_BUFFERED_SPANS, M_SAMPLING_TOP_THRESHOLD)
 
 # Labels of processor metrics.
 LLMCOST_TURN_BUCKET: Final = "llmcost.turn.bucket"  # turn index bucket

@@ -15,6 +15,8 @@ from typing import Iterable, Sequence
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+from otel_llmcost.semconv import MetricDef
+
 Key = tuple[tuple[str, str], ...]
 _OVERFLOW: Key = (("otel.metric.overflow", "true"),)
 MAX_SERIES = 2000
@@ -29,16 +31,15 @@ class PartitionedCounter:
 
     __slots__ = ("_rows", "_lock", "_attribute", "_values", "_max_series")
 
-    def __init__(self, meter: Meter, name: str, unit: str, description: str,
-                 attribute: str | None = None, values: tuple[str, ...] = ("",),
-                 max_series: int = MAX_SERIES) -> None:
+    def __init__(self, meter: Meter, metric: MetricDef, attribute: str | None = None,
+                 values: tuple[str, ...] = ("",), max_series: int = MAX_SERIES) -> None:
         self._rows: dict[Key, list[float]] = {}
         self._lock = threading.Lock()
         self._attribute = attribute
         self._values = values
         self._max_series = max_series
-        meter.create_observable_counter(name, callbacks=[self._observe], unit=unit,
-                                        description=description)
+        meter.create_observable_counter(metric.name, callbacks=[self._observe],
+                                        unit=metric.unit, description=metric.description)
 
     def add(self, key: Key, amounts: Sequence[float]) -> None:
         """Add non-negative ``amounts`` (one per partition value) to the series of ``key``."""

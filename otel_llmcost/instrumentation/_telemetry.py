@@ -36,32 +36,23 @@ class Telemetry:
         self.content_max_chars = _env.content_max_chars()
         self.tracer = trace.get_tracer(sc.INSTRUMENTATION_SCOPE, __version__, tracer_provider)
         meter = metrics.get_meter(sc.INSTRUMENTATION_SCOPE, __version__, meter_provider)
-        self.duration = meter.create_histogram(
-            sc.METRIC_OPERATION_DURATION, unit=sc.UNIT_SECONDS,
-            description="Duration of GenAI client operations.",
-            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS))
-        self.token_usage = meter.create_histogram(
-            sc.METRIC_TOKEN_USAGE, unit=sc.UNIT_TOKEN,
-            description="Input and output tokens per GenAI call (input includes cached).",
-            explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS))
-        self.cost = PartitionedCounter(
-            meter, sc.METRIC_COST, sc.UNIT_USD, "LLM spend, partitioned by cost component.",
-            sc.LLMCOST_COST_COMPONENT, sc.COST_COMPONENTS)
-        self.request_cost = meter.create_histogram(
-            sc.METRIC_REQUEST_COST, unit=sc.UNIT_USD,
-            description="Cost of one priced LLM call.",
-            explicit_bucket_boundaries_advisory=list(sc.COST_BUCKETS))
-        self.tokens = PartitionedCounter(
-            meter, sc.METRIC_TOKENS, sc.UNIT_TOKEN,
-            "Tokens, partitioned by kind so that sums never double count.",
-            sc.LLMCOST_TOKEN_KIND, sc.TOKEN_KINDS)
+        self.duration = _histogram(meter, sc.M_OPERATION_DURATION)
+        self.token_usage = _histogram(meter, sc.M_TOKEN_USAGE)
+        self.cost = PartitionedCounter(meter, sc.M_COST, sc.LLMCOST_COST_COMPONENT,
+                                       sc.COST_COMPONENTS)
+        self.request_cost = _histogram(meter, sc.M_REQUEST_COST)
+        self.tokens = PartitionedCounter(meter, sc.M_TOKENS, sc.LLMCOST_TOKEN_KIND,
+                                         sc.TOKEN_KINDS)
         self.cache_savings = PartitionedCounter(
-            meter, sc.METRIC_CACHE_SAVINGS, sc.UNIT_USD,
-            "Net cache effect per call: saving minus premium is what caching saved.",
-            sc.LLMCOST_CACHE_EFFECT, (sc.CACHE_EFFECT_SAVING, sc.CACHE_EFFECT_PREMIUM))
-        self.unpriced = PartitionedCounter(
-            meter, sc.METRIC_UNPRICED_CALLS, sc.UNIT_CALL,
-            "Calls whose model has no known price (their cost is not in llmcost.cost).")
+            meter, sc.M_CACHE_SAVINGS, sc.LLMCOST_CACHE_EFFECT,
+            (sc.CACHE_EFFECT_SAVING, sc.CACHE_EFFECT_PREMIUM))
+        self.unpriced = PartitionedCounter(meter, sc.M_UNPRICED_CALLS)
+
+
+def _histogram(meter: metrics.Meter, metric: sc.MetricDef) -> metrics.Histogram:
+    return meter.create_histogram(metric.name, unit=metric.unit, description=metric.description,
+                                  explicit_bucket_boundaries_advisory=list(metric.buckets))
+
 
 class Invocation:
     """One LLM call in flight. `end()` is idempotent and never raises."""

@@ -11,7 +11,7 @@ import threading
 from typing import Callable, Iterable
 
 from opentelemetry import metrics
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import Observation
 
 from otel_llmcost import semconv as sc
 from otel_llmcost.sampling._policy import Policy
@@ -54,48 +54,35 @@ class Stats:
         """Create the self-metric instruments on ``meter_provider`` (default: global)."""
         meter = metrics.get_meter(sc.INSTRUMENTATION_SCOPE, __version__, meter_provider)
 
-        def counter(name: str, unit: str, description: str,
-                    read: Callable[[], Iterable[Observation]]) -> None:
-            meter.create_observable_counter(
-                name, callbacks=[lambda options: read()], unit=unit, description=description)
+        def counter(metric: sc.MetricDef, read: Callable[[], Iterable[Observation]]) -> None:
+            meter.create_observable_counter(metric.name, callbacks=[lambda options: read()],
+                                            unit=metric.unit, description=metric.description)
 
-        counter(sc.METRIC_TELEMETRY_SPANS_SEEN, sc.UNIT_SPAN,
-                "Spans ended or dropped at start (exported + dropped + waiting to be decided).",
-                lambda: [Observation(self.seen + self._head_drops)])
-        counter(sc.METRIC_TELEMETRY_SPANS_EXPORTED, sc.UNIT_SPAN,
-                "Spans handed to the exporters, by the sampling rule that kept them.",
+        counter(sc.M_TELEMETRY_SPANS_SEEN, lambda: [Observation(self.seen + self._head_drops)])
+        counter(sc.M_TELEMETRY_SPANS_EXPORTED,
                 lambda: [Observation(n, {sc.LLMCOST_SAMPLING_RULE: rule} if rule else None)
                          for rule, n in list(self.exported.items())])
-        counter(sc.METRIC_TELEMETRY_SPANS_DROPPED, sc.UNIT_SPAN,
-                "Spans not exported, by reason.",
+        counter(sc.M_TELEMETRY_SPANS_DROPPED,
                 lambda: [Observation(n, {sc.LLMCOST_SAMPLING_DROP_REASON: reason})
                          for reason, n in self._dropped().items()])
-        counter(sc.METRIC_TELEMETRY_BYTES, sc.UNIT_BYTES,
-                "Estimated OTLP/protobuf bytes of the exported spans.",
-                lambda: [Observation(self.bytes)])
-        counter(sc.METRIC_SAMPLING_OVERFLOWS, sc.UNIT_TRACE,
-                "Traces decided before they ended because the tail buffer was full.",
-                lambda: [Observation(self.overflows)])
-        counter(sc.METRIC_SAMPLING_TIMEOUTS, sc.UNIT_TRACE,
-                "Traces decided by timeout because their spans never all ended.",
-                lambda: [Observation(self.timeouts)])
+        counter(sc.M_TELEMETRY_BYTES, lambda: [Observation(self.bytes)])
+        counter(sc.M_SAMPLING_OVERFLOWS, lambda: [Observation(self.overflows)])
+        counter(sc.M_SAMPLING_TIMEOUTS, lambda: [Observation(self.timeouts)])
         if policy.usd_per_gb is not None or policy.usd_per_million_spans is not None:
             per_byte = (policy.usd_per_gb or 0.0) / 1e9
             per_span = (policy.usd_per_million_spans or 0.0) / 1e6
-            counter(sc.METRIC_TELEMETRY_COST, sc.UNIT_USD,
-                    "What the exported telemetry costs at the configured backend prices.",
+            counter(sc.M_TELEMETRY_COST,
                     lambda: [Observation(self.bytes * per_byte
                                          + sum(self.exported.values()) * per_span)])
-        meter.create_observable_gauge(
-            sc.METRIC_SAMPLING_BUFFERED_SPANS, unit=sc.UNIT_SPAN,
-            description="Ended spans waiting for their trace's tail decision.",
-            callbacks=[lambda options: [Observation(self.buffered)]])
 
-        def top(options: CallbackOptions) -> list[Observation]:
+        def gauge(metric: sc.MetricDef, read: Callable[[], Iterable[Observation]]) -> None:
+            meter.create_observable_gauge(metric.name, callbacks=[lambda options: read()],
+                                          unit=metric.unit, description=metric.description)
+
+        gauge(sc.M_SAMPLING_BUFFERED_SPANS, lambda: [Observation(self.buffered)])
+
+        def top() -> list[Observation]:
             value = threshold()
             return [] if value is None else [Observation(value)]
 
-        meter.create_observable_gauge(
-            sc.METRIC_SAMPLING_TOP_THRESHOLD, unit=sc.UNIT_USD,
-            description="The learned cost threshold of LLMCOST_KEEP_TOP_PERCENT.",
-            callbacks=[top])
+        gauge(sc.M_SAMPLING_TOP_THRESHOLD, top)
