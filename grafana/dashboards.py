@@ -300,9 +300,10 @@ def tail_cost() -> Board:
               "otel-llmcost-processor's rollups.", processor_variables(window=True))
     b.row("Concentration")
     b.add(stat_panel(), "Top 1 % of customers: share of spend",
-          "Share of this window's attributed spend that the top 1 % of customers account for.",
-          RATIO, [Q(f'sum({share}{{{WIN}, {TOP_PERCENT}="1"}})', "top 1 %", instant=True)],
-          w=6, h=5)
+          "Share of this window's attributed spend that the top 1 % of customers account for. "
+          "Shares do not add up across processor replicas: with several, each shows its own "
+          "shard of customers.", RATIO,
+          [Q(f'{share}{{{WIN}, {TOP_PERCENT}="1"}}', "{{instance}}", instant=True)], w=6, h=5)
     b.add(stat_panel(), "Active customers", "Customers with spend in this window.", COUNT,
           [Q(f"sum({m(sc.M_CUSTOMER_ACTIVE)}{{{WIN}}})", "customers", instant=True)], w=6, h=5)
     b.add(stat_panel(), "Spend outside the top K",
@@ -316,7 +317,8 @@ def tail_cost() -> Board:
              instant=True)], w=6, h=5)
     b.add(barchart.Panel().x_field(TOP_PERCENT), "Lorenz curve: share of spend of the top N %",
           "Share of the window's spend that the top 0.1, 1, 5, 10, 20 and 50 % of customers "
-          "account for; the further above N % each bar is, the more concentrated the spend.",
+          "account for; the further above N % each bar is, the more concentrated the spend "
+          "(per processor replica: each shows its shard of customers).",
           RATIO, [Q(f"sort({share}{{{WIN}}})", f"{{{{{TOP_PERCENT}}}}}", instant=True,
                     table=True)])
     b.add(timeseries.Panel(), "Share of spend of the top 0.1, 1, 5 and 10 %",

@@ -18,12 +18,11 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-import promql_parser
 import pytest
 import yaml
 
+from _promql import EXPORTED, assert_names_exported
 from otel_llmcost import semconv as sc
-from otel_llmcost.semconv import MetricDef, prometheus_label
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAFANA = ROOT / "grafana"
@@ -34,22 +33,6 @@ MACROS = {"$__rate_interval": "1m", "$__range": "6h", "$__interval": "15s"}
 RANGE = re.compile(r"\[([^\]]+)\]")
 RANGE_FUNCTIONS = re.compile(r"\b(rate|increase|irate|delta|idelta|\w+_over_time)\(")
 ALLOWED_RANGES = {"$__rate_interval", "$__range"}
-# Labels Prometheus adds to every scraped series, and histograms' bucket label.
-SCRAPE_LABELS = {"job", "instance", "le"}
-
-
-def exported() -> dict[str, MetricDef]:
-    """Every Prometheus sample name the instrumentation and the processor export."""
-    names: dict[str, MetricDef] = {}
-    for metric in (*sc.INSTRUMENTATION_METRICS, *sc.TELEMETRY_METRICS, *sc.ROLLUP_METRICS,
-                   *sc.SERVICE_METRICS):
-        suffixes = ("_bucket", "_sum", "_count") if metric.kind == "histogram" else ("",)
-        for suffix in suffixes:
-            names[metric.prometheus + suffix] = metric
-    return names
-
-
-EXPORTED = exported()
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -88,24 +71,6 @@ def promql(expr: str) -> str:
     """A variable query's PromQL: ``label_values(selector, label)`` → ``selector``."""
     found = re.fullmatch(r"label_values\((.*),\s*\w+\)", expr.strip())
     return found.group(1) if found else expr
-
-
-def selectors(node: Any) -> Iterator[Any]:
-    """Every vector selector in a parsed expression."""
-    if type(node).__name__ == "VectorSelector":
-        yield node
-        return
-    for attribute in ("args", "expr", "param", "lhs", "rhs", "vector_selector"):
-        child = getattr(node, attribute, None)
-        if child is None:
-            continue
-        for item in (child if isinstance(child, list) else [child]):
-            yield from selectors(item)
-
-
-def grouping_labels(expr: str) -> set[str]:
-    return {label.strip() for group in re.findall(r"\b(?:by|on)\s*\(([^)]*)\)", expr)
-            for label in group.split(",") if label.strip()}
 
 
 @pytest.fixture(params=DASHBOARDS, ids=[p.stem for p in DASHBOARDS])
@@ -176,23 +141,7 @@ def test_rates_and_increases_use_grafana_intervals(dashboard):
 
 def test_every_query_parses_and_names_only_exported_metrics_and_labels(dashboard):
     for where, expr in queries(dashboard):
-        text = promql(substitute(expr, dashboard))
-        try:
-            parsed = promql_parser.parse(text)
-        except ValueError as error:
-            raise AssertionError(f"{where}: {text}: {error}") from None
-        found = list(selectors(parsed))
-        assert found, where
-        labels_known: set[str] = set(SCRAPE_LABELS)
-        for selector in found:
-            assert selector.name in EXPORTED, (where, selector.name)
-            metric = EXPORTED[selector.name]
-            known = {prometheus_label(a) for a in metric.attributes} | SCRAPE_LABELS
-            labels_known |= known
-            for matcher in re.findall(r"([a-z_]+)\s*(?:=~|!~|!=|=)",
-                                      expr[expr.find(selector.name):].split("}")[0]):
-                assert matcher in known, (where, selector.name, matcher)
-        assert grouping_labels(expr) <= labels_known, (where, grouping_labels(expr))
+        assert_names_exported(where, promql(substitute(expr, dashboard)))
 
 
 def test_no_id_ever_becomes_a_label():
