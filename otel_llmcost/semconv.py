@@ -253,8 +253,9 @@ TELEMETRY_METRICS: Final = (M_TELEMETRY_SPANS_SEEN, M_TELEMETRY_SPANS_EXPORTED,
 LLMCOST_TURN_BUCKET: Final = "llmcost.turn.bucket"  # turn index bucket
 TURN_BUCKETS: Final = ((1, "1"), (2, "2"), (4, "3-4"), (8, "5-8"), (16, "9-16"),
                        (None, "17+"))  # (last index in the bucket, label)
-LLMCOST_WINDOW: Final = "llmcost.window"  # "1h" or "1d"
-WINDOWS: Final = (("1h", 3600), ("1d", 86400))
+LLMCOST_WINDOW: Final = "llmcost.window"  # "1h", "1d" or "1mo"
+# Customer spend windows (UTC): label and length in seconds (None: the calendar month).
+WINDOWS: Final = (("1h", 3600), ("1d", 86400), ("1mo", None))
 LLMCOST_TOP_PERCENT: Final = "llmcost.top_percent"
 SPEND_SHARE_PERCENTS: Final = (0.1, 1.0, 5.0, 10.0, 20.0, 50.0)
 LLMCOST_HOUR_OF_DAY: Final = "llmcost.hour_of_day"  # UTC, "00" … "23"

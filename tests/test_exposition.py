@@ -138,7 +138,7 @@ def test_a_plain_scrape_renders_the_engines_exact_rollups(served):
     assert top == {"acme": 0.15 + 0.3, "globex": 0.3, "initech": 6.0,
                    sc.CUSTOMER_OTHER: 0.0, sc.CUSTOMER_UNATTRIBUTED: 1.4}
     active = values(parsed[family_name(sc.M_CUSTOMER_ACTIVE)])
-    assert active == {((window, "1d"),): 3.0, ((window, "1h"),): 3.0}
+    assert active == {((window, label),): 3.0 for label, _ in sc.WINDOWS}
     entity = sc.prometheus_label(sc.LLMCOST_ENTITY)
     assert values(parsed[family_name(sc.M_PROCESSOR_OPEN)]) == {
         ((entity, "trace"),): 0.0, ((entity, "conversation"),): 1.0,

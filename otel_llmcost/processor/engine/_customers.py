@@ -1,4 +1,4 @@
-"""Customers: spend per UTC-aligned window (hourly and daily), by event time.
+"""Customers: spend per UTC window (the hour, the day, the calendar month), by event time.
 
 A window stays open until ``grace`` after its end, for spans still in flight; a span
 for a window already closed is late and counted in the newest open one. A closed window
@@ -12,6 +12,7 @@ in six points), and the number of active customers.
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 from typing import Iterator
 
 from otel_llmcost import semconv as sc
@@ -33,13 +34,30 @@ class Window:
         return sum(self.spend.values()) + self.other + self.unattributed
 
 
-class Windows:
-    """The open windows of one length (e.g. hourly), by window index."""
+_NS = 1_000_000_000
 
-    def __init__(self, label: str, length_s: int, grace_ns: int, max_customers: int,
+
+def _month_index(t_ns: int) -> int:
+    """Calendar months (UTC) since January 1970."""
+    day = datetime.fromtimestamp(t_ns // _NS, timezone.utc)
+    return (day.year - 1970) * 12 + day.month - 1
+
+
+def _month_start_ns(index: int) -> int:
+    year, month = divmod(index, 12)
+    return int(datetime(1970 + year, month + 1, 1, tzinfo=timezone.utc).timestamp()) * _NS
+
+
+class Windows:
+    """The open windows of one kind (e.g. hourly), by window index: a fixed length, or
+    (``length_s`` None) the calendar month."""
+
+    def __init__(self, label: str, length_s: int | None, grace_ns: int, max_customers: int,
                  metrics: Metrics) -> None:
         self.label = label
-        self._length_ns = length_s * 1_000_000_000
+        self._length_ns = length_s * _NS if length_s else 0
+        self._hourly = length_s == 3600
+        self._month = (0, 0, -1)  # (start, end, index) of the month last looked up
         self._grace_ns = grace_ns
         self._max_customers = max_customers
         self._metrics = metrics
@@ -47,11 +65,24 @@ class Windows:
         self.closed_through = -1  # the newest closed window index
         self.per_active: dict[int, float] = {}  # hour of day → spend per active customer
 
+    def _index(self, t_ns: int) -> int:
+        if self._length_ns:
+            return t_ns // self._length_ns
+        start, end, index = self._month
+        if not start <= t_ns < end:
+            index = _month_index(t_ns)
+            self._month = start, end, index = (_month_start_ns(index),
+                                               _month_start_ns(index + 1), index)
+        return index
+
+    def _end_ns(self, index: int) -> int:
+        return (index + 1) * self._length_ns if self._length_ns else _month_start_ns(index + 1)
+
     def add(self, customer_id: str | None, amount: float, end_ns: int, now_ns: int) -> None:
-        index = (end_ns if end_ns < now_ns else now_ns) // self._length_ns
+        index = self._index(end_ns if end_ns < now_ns else now_ns)
         if index <= self.closed_through:
             self._metrics.add(sc.M_PROCESSOR_LATE_SPANS, 1, ("customer",))
-            index = max(self.open, default=now_ns // self._length_ns)
+            index = max(self.open, default=self._index(now_ns))
         window = self.open.get(index)
         if window is None:
             window = self.open[index] = Window()
@@ -70,7 +101,7 @@ class Windows:
 
     def advance(self, now_ns: int) -> None:
         for index in sorted(self.open):
-            if (index + 1) * self._length_ns + self._grace_ns > now_ns:
+            if self._end_ns(index) + self._grace_ns > now_ns:
                 break
             self._close(index)
 
@@ -80,7 +111,7 @@ class Windows:
         labels = (self.label,)
         for amount in window.spend.values():
             self._metrics.observe(sc.M_CUSTOMER_WINDOW_COST, amount, 1.0, labels)
-        if self._length_ns == 3600 * 1_000_000_000 and window.spend:
+        if self._hourly and window.spend:
             self.per_active[index % 24] = sum(window.spend.values()) / len(window.spend)
 
     def gauges(self, top_k: int) -> Iterator[Gauge]:

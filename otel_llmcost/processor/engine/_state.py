@@ -74,7 +74,9 @@ def load(engine: Any, state: dict[str, Any]) -> None:
         c = engine.conversations.open[cid] = OpenConversation()
         c.turns, c.cost, c.last_ns = turns_, cost, last
     for w in engine.customers.windows:
-        saved = state["windows"][w.label]
+        saved = state["windows"].get(w.label)
+        if saved is None:  # a window kind added since the checkpoint: it starts empty
+            continue
         w.closed_through = saved["closed_through"]
         w.per_active = {h: v for h, v in saved["per_active"]}
         for index, spend, other, unattributed in saved["open"]:
