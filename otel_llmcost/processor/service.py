@@ -105,6 +105,10 @@ class Processor:
             self.forwarder.offer(payload)
         return True
 
+    def queued(self) -> int:
+        """Batches of records waiting for the engine thread."""
+        return self._queue.qsize()
+
     def runaways(self) -> list[dict[str, object]]:
         """The recent runaway traces, newest last, for drill-down (``GET /runaways``)."""
         with self.lock:

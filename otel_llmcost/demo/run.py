@@ -1,0 +1,250 @@
+"""``otel-llmcost demo``: the whole pipeline on this machine, on a simulated day.
+
+The stand-in provider and the rollup processor run in this process (the processor with
+its SQLite state and Prometheus endpoint, on loopback ports); the app is the workload of
+`otel_llmcost.demo.workload`, started under the real ``opentelemetry-instrument`` with
+OTLP/gRPC to the processor and a Prometheus endpoint for its call metrics. A day passes in
+``duration`` seconds. When it is over, the tail-cost figures are read from the pipeline
+(the processor's rollups and the app's metrics) and set beside the workload's ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from otel_llmcost import semconv as sc
+from otel_llmcost.demo import workload as wl
+from otel_llmcost.demo.provider import StandInProvider
+from otel_llmcost.processor.engine import Config, Histogram
+from otel_llmcost.processor.service import Processor
+from otel_llmcost.processor.settings import Settings
+
+SERVICE = "llmcost-demo"
+# What the demo assumes your tracing backend charges, for llmcost.telemetry.cost.
+TELEMETRY_USD_PER_GB = 0.50
+TELEMETRY_USD_PER_MILLION_SPANS = 1.70
+QUANTILES = (0.5, 0.9, 0.99)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DemoClock:
+    """The processor's clock: simulated time, held before the played day's end until its
+    figures are read (`jump` then moves it past the end, to close everything)."""
+
+    def __init__(self, sim: wl.SimClock, limit_ns: int) -> None:
+        self.sim = sim
+        self._limit_ns = limit_ns
+        self._jumped_ns: int | None = None
+
+    def now(self) -> int:
+        if self._jumped_ns is not None:
+            return self._jumped_ns
+        return min(self.sim.now(), self._limit_ns)
+
+    def jump(self, to_ns: int) -> None:
+        self._jumped_ns = to_ns
+
+
+@dataclass
+class Options:
+    seed: int = 7
+    customers: int = 300
+    sessions: int = 900
+    duration_s: float = 60.0
+    out: Path = Path("llmcost-demo")
+    workers: int = 8
+
+
+@dataclass
+class Outcome:
+    """What the pipeline showed, next to the truth."""
+
+    truth: wl.Truth
+    app: dict[str, list[tuple[dict[str, str], float]]]  # the app's metrics, by sample name
+    gauges: dict[tuple[str, tuple[str, ...]], float]  # the processor's, before the day closed
+    histograms: dict[tuple[str, tuple[str, ...]], Histogram]  # …after everything closed
+    counters: dict[tuple[str, tuple[str, ...]], float]
+    runaway_ids: list[str]
+    calls: int
+    errors: int
+    wall_s: float
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def run_demo(options: Options, on_progress: Any = None) -> Outcome:
+    """Play the day through the whole pipeline and collect what it shows."""
+    started = time.monotonic()
+    options.out.mkdir(parents=True, exist_ok=True)
+    workload = wl.plan(options.seed, options.customers, options.sessions)
+    truth = workload.truth()
+    speed = 86_400 / options.duration_s
+    sim = wl.SimClock(workload.day_start_ns, time.time_ns() + 3 * wl.NS, speed)  # 3 s to start
+    clock = DemoClock(sim, workload.day_start_ns + wl.DAY_NS - wl.NS)
+    state = options.out / "processor.db"
+    for stale in options.out.glob("processor.db*"):
+        stale.unlink()
+    grpc_port, metrics_port, app_port = free_port(), free_port(), free_port()
+    settings = Settings(
+        grpc_endpoint=f"127.0.0.1:{grpc_port}", http_endpoint=None,
+        metrics_endpoint=f"127.0.0.1:{metrics_port}", state_path=str(state),
+        engine=Config(trace_wait_s=30.0, trace_idle_s=3600.0, window_grace_s=1800.0))
+    provider = StandInProvider().start()
+    processor = Processor(settings, clock=clock.now)
+    processor.start()
+    app = None
+    try:
+        app = subprocess.Popen(
+            [str(Path(sys.executable).with_name("opentelemetry-instrument")), sys.executable,
+             "-m", "otel_llmcost.demo.workload", "--provider", provider.url,
+             "--seed", str(options.seed), "--customers", str(options.customers),
+             "--sessions", str(options.sessions), "--day-start-ns", str(sim.sim_start_ns),
+             "--wall-start-ns", str(sim.wall_start_ns), "--speed", str(speed),
+             "--workers", str(options.workers)],
+            env=_app_env(grpc_port, app_port), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=open(options.out / "app.log", "w"), text=True)
+        calls = errors = 0
+        assert app.stdout is not None and app.stdin is not None
+        for line in app.stdout:
+            report = json.loads(line)
+            calls, errors = report["calls"], report["errors"]
+            if on_progress is not None:
+                on_progress(calls, truth.calls, sim.now())
+            if report.get("done"):
+                break
+        else:
+            raise RuntimeError(f"the demo app stopped: see {options.out / 'app.log'}")
+        app_metrics = _scrape(app_port, options.out / "app-metrics.txt")
+        _wait_drained(processor, expected_llm_spans=truth.calls)
+        # The day's windows are still open: their gauges are the whole day's figures.
+        with processor.lock:
+            processor.engine.advance(clock.now())
+            gauges = {(m.name, labels): v for m, labels, v in processor.engine.gauges()}
+        # Then past the day's end: every trace, conversation and window closes.
+        clock.jump(workload.day_start_ns + wl.DAY_NS + 6 * 3600 * wl.NS)
+        with processor.lock:
+            processor.engine.advance(clock.now())
+            metrics = processor.engine.metrics
+            histograms = {(m.name, labels): h for (m, labels), h in metrics.histograms.items()}
+            counters = {(m.name, labels): v for (m, labels), v in metrics.counters.items()}
+            runaways = [e.trace_id for e in processor.engine.traces.runaways]
+        app.stdin.write("\n")
+        app.stdin.flush()
+        app.wait(timeout=30)
+    finally:
+        if app is not None and app.poll() is None:
+            app.kill()
+        processor.stop()
+        provider.stop()
+    outcome = Outcome(truth, app_metrics, gauges, histograms, counters, runaways, calls,
+                      errors, time.monotonic() - started)
+    truth_path = options.out / "truth.json"
+    truth_path.write_text(json.dumps(truth.to_json(), indent=1, sort_keys=True))
+    outcome.files.update(truth=truth_path, state=state, app_log=options.out / "app.log",
+                         app_metrics=options.out / "app-metrics.txt")
+    return outcome
+
+
+def _app_env(grpc_port: int, metrics_port: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "OTEL_SERVICE_NAME": SERVICE,
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{grpc_port}",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
+        "OTEL_METRICS_EXPORTER": "prometheus",
+        "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
+        "OTEL_EXPORTER_PROMETHEUS_PORT": str(metrics_port),
+        "OTEL_LOGS_EXPORTER": "none",
+        # Export often: a simulated day passes in a minute, and the processor's windows
+        # are cut by the spans' (simulated) times.
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "OTEL_BSP_MAX_QUEUE_SIZE": "65536",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "2048",
+        sc.ENV_TELEMETRY_USD_PER_GB: str(TELEMETRY_USD_PER_GB),
+        sc.ENV_TELEMETRY_USD_PER_MILLION_SPANS: str(TELEMETRY_USD_PER_MILLION_SPANS),
+        # anthropic 2.x traces its own calls too; the demo keeps only otel-llmcost's.
+        "ANTHROPIC_OPEN_TELEMETRY": "false",
+    })
+    return env
+
+
+def _scrape(port: int, keep: Path) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The app's metrics (also kept in ``keep``, as scraped)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    keep.write_text(text)
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return samples
+
+
+def _wait_drained(processor: Processor, expected_llm_spans: int, timeout_s: float = 60.0
+                  ) -> None:
+    """Until the processor has rolled up what the app sent: no new span for a second."""
+    deadline, last, still = time.monotonic() + timeout_s, -1, 0
+    while time.monotonic() < deadline:
+        received = sum(processor.stats.snapshot().received_spans.values())
+        if received == last and processor.queued() == 0:
+            still += 1
+            if still >= 4 and received >= expected_llm_spans:
+                return
+        else:
+            still = 0
+        last = received
+        time.sleep(0.25)
+    raise RuntimeError("the processor did not receive the demo's spans in time")
+
+
+def main_demo(argv: list[str] | None = None) -> None:
+    """Entry of ``otel-llmcost demo`` (see otel_llmcost.cli)."""
+    from otel_llmcost.demo.summary import print_summary
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    import argparse
+    parser = argparse.ArgumentParser(prog="otel-llmcost demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=Options.seed)
+    parser.add_argument("--customers", type=int, default=Options.customers)
+    parser.add_argument("--sessions", type=int, default=Options.sessions,
+                        help="conversations in the day (default %(default)s)")
+    parser.add_argument("--duration", type=float, default=Options.duration_s,
+                        help="seconds the simulated day takes (default %(default)s)")
+    parser.add_argument("--out", type=Path, default=Options.out,
+                        help="directory for the report, the truth and the state")
+    args = parser.parse_args(argv)
+    console = Console()
+    options = Options(args.seed, args.customers, args.sessions, args.duration, args.out)
+    console.print(f"[bold]otel-llmcost demo[/]: a simulated day of {args.sessions} "
+                  f"conversations of {args.customers} customers in {args.duration:g} s, "
+                  "through the real SDKs, instrumentation, OTLP and rollup processor.")
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("calls", total=None, info="starting")
+
+        def on_progress(calls: int, planned: int, sim_ns: int) -> None:
+            clock = time.strftime("%H:%M", time.gmtime(sim_ns / wl.NS))
+            bar.update(task, completed=calls, total=planned,
+                       info=f"{calls:,}/{planned:,} calls, simulated {clock} UTC")
+
+        outcome = run_demo(options, on_progress)
+    print_summary(outcome, console)
