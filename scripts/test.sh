@@ -26,7 +26,7 @@ for sdk in current legacy; do
         "$PYTHON" -m venv "$venv"
     fi
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-        -r "tests/requirements/$sdk.txt" -e .
+        -r "tests/requirements/$sdk.txt" -e ".[demo]"
     echo "== tests with $(grep -E '^(openai|anthropic)==' "tests/requirements/$sdk.txt" | paste -sd' ')"
     "$venv/bin/python" -m pytest tests -q -p no:cacheprovider "$@" || status=$?
 done

@@ -144,6 +144,7 @@ class Plan:
         customers: dict[str, float] = defaultdict(float)
         conversations: dict[str, float] = defaultdict(float)
         for session in self.sessions:
+            conversations[session.conversation] += 0.0  # known, even if nothing is priced
             for turn in session.turns:
                 truth.traces += 1
                 truth.runaway_traces += len(turn.calls) > RUNAWAY_CALLS // 2

@@ -1,0 +1,101 @@
+"""``otel-llmcost demo`` end to end: a short simulated day through the whole real pipeline.
+
+The workload runs under the real ``opentelemetry-instrument`` (a subprocess), calls the
+real ``openai`` and ``anthropic`` SDKs against the stand-in provider, exports OTLP/gRPC to
+the rollup processor and its call metrics to a Prometheus endpoint. What the pipeline
+shows must equal what the workload knows it spent: the spend, every customer's day, the
+Lorenz points, the calls no price covers, the calls that failed, the runaway loop.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from otel_llmcost import semconv as sc
+from otel_llmcost.demo import workload as wl
+from otel_llmcost.demo.run import Options, run_demo
+from otel_llmcost.demo.summary import figures, quantile
+
+SMALL = Options(seed=11, customers=80, sessions=150, duration_s=12.0, workers=6)
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory):
+    options = Options(**{**SMALL.__dict__, "out": tmp_path_factory.mktemp("demo")})
+    return run_demo(options)
+
+
+def test_every_planned_call_was_made_and_the_spend_is_exact(outcome):
+    truth = outcome.truth
+    assert outcome.calls == truth.calls and outcome.errors == truth.failed_calls
+    f = figures(outcome)
+    assert math.isclose(f["spend"], truth.total, rel_tol=1e-9)
+    assert f["unpriced_calls"] == truth.unpriced_calls == 1
+    assert f["failed_calls"] == truth.failed_calls > 0
+
+
+def test_the_processor_shows_each_customers_day_and_the_lorenz_curve(outcome):
+    truth, f = outcome.truth, figures(outcome)
+    day = {labels[1]: v for (name, labels), v in outcome.gauges.items()
+           if name == sc.M_CUSTOMER_TOP_COST.name and labels[0] == "1d"}
+    assert day.pop(sc.CUSTOMER_UNATTRIBUTED) == 0
+    other = day.pop(sc.CUSTOMER_OTHER)
+    ranked = sorted(truth.customers.items(), key=lambda kv: -kv[1])
+    top = dict(ranked[:len(day)])
+    assert day.keys() == top.keys()  # the top K, exactly
+    assert all(math.isclose(day[c], top[c], rel_tol=1e-9) for c in day)
+    assert math.isclose(other, sum(v for _, v in ranked[len(day):]), rel_tol=1e-9,
+                        abs_tol=1e-12)
+    for (percent, got), (_, want) in zip(f["lorenz"], f["truth_lorenz"]):
+        assert math.isclose(got, want, rel_tol=1e-9), percent
+    active = outcome.gauges[(sc.M_CUSTOMER_ACTIVE.name, ("1d",))]
+    assert active == len(truth.customers)
+
+
+def test_conversations_traces_and_the_runaway_are_rolled_up(outcome):
+    truth, h = outcome.truth, outcome.histograms
+    conversations = h[(sc.M_CONVERSATION_COST.name, ())]
+    assert conversations.count == len(truth.conversations)
+    assert math.isclose(conversations.sum, sum(truth.conversations.values()), rel_tol=1e-9)
+    assert h[(sc.M_TRACE_COST.name, ())].count == truth.traces
+    assert len(outcome.runaway_ids) == truth.runaway_traces == 1
+    turns = figures(outcome)["by_turn"]
+    assert [label for label, *_ in turns][:3] == ["1", "2", "3-4"]
+    assert turns[-1][2] > 2 * turns[0][2]  # context grows with the turn index
+
+
+def test_the_windows_show_the_off_hours_cohort(outcome):
+    f = figures(outcome)
+    hours = dict(f["per_active_by_hour"])
+    assert any(int(hour) < 6 for hour in hours) and any(int(hour) >= 6 for hour in hours)
+    assert f["night_per_active"] > f["day_per_active"]
+
+
+def test_quantile_interpolates_like_prometheus():
+    # 10 observations: 9 in (0.1, 0.2], 1 in (1, 2]: the 9th is the top of (0.1, 0.2].
+    assert quantile(0.9, (0.1, 0.2, 1.0, 2.0), (0, 9, 0, 1, 0)) == pytest.approx(0.2)
+    assert quantile(0.5, (0.1, 0.2, 1.0, 2.0), (0, 9, 0, 1, 0)) == pytest.approx(0.1 + 0.1 * 5 / 9)
+    assert quantile(0.5, (1.0,), (0, 0)) is None
+
+
+def test_the_plan_is_seeded_and_has_its_tail():
+    a, b = wl.plan(7, day_start_ns=0), wl.plan(7, day_start_ns=0)
+    assert a == b and wl.plan(8, day_start_ns=0) != a
+    truth = a.truth()
+    assert 0.30 <= truth.top_share(1.0) <= 0.50  # a few accounts carry the spend
+    assert truth.runaway_traces == 1 and truth.unpriced_calls == 1
+
+
+def test_the_command_line_prints_the_summary(tmp_path):
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("otel-llmcost")), "demo", "--duration", "6",
+         "--sessions", "40", "--customers", "30", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "share of spend of the top 1 % of customers" in result.stdout
+    assert (tmp_path / "truth.json").exists() and (tmp_path / "processor.db").exists()
