@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from otel_llmcost import semconv as sc
 from otel_llmcost.demo import workload as wl
+from otel_llmcost.demo.prometheus import LocalPrometheus, free_port
 from otel_llmcost.demo.provider import StandInProvider
 from otel_llmcost.processor.engine import Config, Histogram
 from otel_llmcost.processor.service import Processor
@@ -37,12 +36,6 @@ SERVICE = "llmcost-demo"
 TELEMETRY_USD_PER_GB = 0.50
 TELEMETRY_USD_PER_MILLION_SPANS = 1.70
 QUANTILES = (0.5, 0.9, 0.99)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class DemoClock:
@@ -73,6 +66,18 @@ class Options:
     workers: int = 8
 
 
+class Hooks:
+    """Where a caller (the CLI's --prometheus, the tests) can look at the live pipeline."""
+
+    def endpoints(self, processor: str, app: str) -> None:
+        """The metrics endpoints (host:port) of the processor and of the app, once up."""
+
+    def pause(self, stage: str) -> None:
+        """Everything still running, /metrics showing the stage: ``day`` (the played day's
+        windows still open) or ``closed`` (past its end: every trace, conversation and
+        window closed)."""
+
+
 @dataclass
 class Outcome:
     """What the pipeline showed, next to the truth."""
@@ -89,7 +94,7 @@ class Outcome:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def run_demo(options: Options, on_progress: Any = None) -> Outcome:
+def run_demo(options: Options, on_progress: Any = None, hooks: Hooks = Hooks()) -> Outcome:
     """Play the day through the whole pipeline and collect what it shows."""
     started = time.monotonic()
     options.out.mkdir(parents=True, exist_ok=True)
@@ -105,6 +110,7 @@ def run_demo(options: Options, on_progress: Any = None) -> Outcome:
     settings = Settings(
         grpc_endpoint=f"127.0.0.1:{grpc_port}", http_endpoint=None,
         metrics_endpoint=f"127.0.0.1:{metrics_port}", state_path=str(state),
+        checkpoint_s=1.0,
         engine=Config(trace_wait_s=30.0, trace_idle_s=3600.0, window_grace_s=1800.0))
     provider = StandInProvider().start()
     processor = Processor(settings, clock=clock.now)
@@ -120,6 +126,7 @@ def run_demo(options: Options, on_progress: Any = None) -> Outcome:
              "--workers", str(options.workers)],
             env=_app_env(grpc_port, app_port), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=open(options.out / "app.log", "w"), text=True)
+        hooks.endpoints(f"127.0.0.1:{metrics_port}", f"127.0.0.1:{app_port}")
         calls = errors = 0
         assert app.stdout is not None and app.stdin is not None
         for line in app.stdout:
@@ -134,17 +141,20 @@ def run_demo(options: Options, on_progress: Any = None) -> Outcome:
         app_metrics = _scrape(app_port, options.out / "app-metrics.txt")
         _wait_drained(processor, expected_llm_spans=truth.calls)
         # The day's windows are still open: their gauges are the whole day's figures.
+        _wait_published(processor, clock.now())
         with processor.lock:
-            processor.engine.advance(clock.now())
             gauges = {(m.name, labels): v for m, labels, v in processor.engine.gauges()}
+        hooks.pause("day")
         # Then past the day's end: every trace, conversation and window closes.
         clock.jump(workload.day_start_ns + wl.DAY_NS + 6 * 3600 * wl.NS)
+        _wait_published(processor, clock.now())
         with processor.lock:
-            processor.engine.advance(clock.now())
             metrics = processor.engine.metrics
             histograms = {(m.name, labels): h for (m, labels), h in metrics.histograms.items()}
             counters = {(m.name, labels): v for (m, labels), v in metrics.counters.items()}
             runaways = [e.trace_id for e in processor.engine.traces.runaways]
+        _wait_published(processor, clock.now())
+        hooks.pause("closed")
         app.stdin.write("\n")
         app.stdin.flush()
         app.wait(timeout=30)
@@ -215,8 +225,30 @@ def _wait_drained(processor: Processor, expected_llm_spans: int, timeout_s: floa
     raise RuntimeError("the processor did not receive the demo's spans in time")
 
 
+def _wait_published(processor: Processor, since_ns: int, timeout_s: float = 30.0) -> None:
+    """Until /metrics shows a checkpoint saved at ``since_ns`` or later (the engine thread
+    has rolled up to that time: it advances before it checkpoints)."""
+    processor.request_checkpoint()
+    deadline = time.monotonic() + timeout_s
+    while (processor.published_ns or 0) < since_ns:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the processor wrote no checkpoint")
+        time.sleep(0.1)
+
+
+class PrometheusHooks(Hooks):
+    """``--prometheus``: a local Prometheus scrapes the demo's processor and app."""
+
+    def __init__(self, directory: Path) -> None:
+        self.prometheus = LocalPrometheus(directory)
+
+    def endpoints(self, processor: str, app: str) -> None:
+        self.prometheus.start({SERVICE: app, sc.PROCESSOR_COMMAND: processor})
+
+
 def main_demo(argv: list[str] | None = None) -> None:
     """Entry of ``otel-llmcost demo`` (see otel_llmcost.cli)."""
+    from otel_llmcost.demo.report import write_report
     from otel_llmcost.demo.summary import print_summary
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -231,8 +263,12 @@ def main_demo(argv: list[str] | None = None) -> None:
                         help="seconds the simulated day takes (default %(default)s)")
     parser.add_argument("--out", type=Path, default=Options.out,
                         help="directory for the report, the truth and the state")
+    parser.add_argument("--prometheus", action="store_true",
+                        help="also run the prometheus binary on the PATH against the demo, "
+                             "and keep everything up at the end until Ctrl-C")
     args = parser.parse_args(argv)
     console = Console()
+    hooks = PrometheusHooks(args.out / "prometheus") if args.prometheus else Hooks()
     options = Options(args.seed, args.customers, args.sessions, args.duration, args.out)
     console.print(f"[bold]otel-llmcost demo[/]: a simulated day of {args.sessions} "
                   f"conversations of {args.customers} customers in {args.duration:g} s, "
@@ -246,5 +282,22 @@ def main_demo(argv: list[str] | None = None) -> None:
             bar.update(task, completed=calls, total=planned,
                        info=f"{calls:,}/{planned:,} calls, simulated {clock} UTC")
 
-        outcome = run_demo(options, on_progress)
-    print_summary(outcome, console)
+        try:
+            outcome = run_demo(options, on_progress, hooks)
+        except BaseException:
+            if isinstance(hooks, PrometheusHooks):
+                hooks.prometheus.stop()
+            raise
+    f = print_summary(outcome, console)
+    outcome.files["report"] = write_report(f, args.out / "report.html")
+    for name, path in outcome.files.items():
+        console.print(f"{name}: {path}")
+    if isinstance(hooks, PrometheusHooks):
+        console.print(f"Prometheus keeps what it scraped at {hooks.prometheus.url} (jobs "
+                      f"{SERVICE} and {sc.PROCESSOR_COMMAND}); Ctrl-C to stop it.")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            hooks.prometheus.stop()

@@ -189,6 +189,4 @@ def print_summary(outcome: Outcome, console: Console) -> dict[str, Any]:
                   f"{_usd(f['telemetry_cost'])} / {_usd(f['spend'])} "
                   f"({_pct(f['telemetry_share'])})")
     console.print(other)
-    for name, path in outcome.files.items():
-        console.print(f"{name}: {path}")
     return f

@@ -356,21 +356,33 @@ def run(workload: Plan, provider_url: str, clock: SimClock, workers: int = 8,
     return progress
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """The instrumented demo app: play the planned day, then report on stdout (JSON lines)."""
+def parser() -> argparse.ArgumentParser:
+    """The demo app's command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--provider", required=True, help="the stand-in provider's URL")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--customers", type=int, default=300)
     parser.add_argument("--sessions", type=int, default=900)
-    parser.add_argument("--day-start-ns", type=int, required=True)
-    parser.add_argument("--wall-start-ns", type=int, required=True)
-    parser.add_argument("--speed", type=float, required=True)
+    parser.add_argument("--day-start-ns", type=int,
+                        help="the simulated day's UTC midnight (default: today's)")
+    parser.add_argument("--wall-start-ns", type=int,
+                        help="the real time the simulated day starts at (default: its "
+                             "midnight, so that simulated time is real time at speed 1)")
+    parser.add_argument("--speed", type=float, default=1.0,
+                        help="simulated seconds per real second (default 1: real time)")
     parser.add_argument("--workers", type=int, default=8)
-    args = parser.parse_args(argv)
-    clock = SimClock(args.day_start_ns, args.wall_start_ns, args.speed)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The instrumented demo app: play the planned day, then report on stdout (JSON lines)."""
+    args = parser().parse_args(argv)
+    day_start = args.day_start_ns if args.day_start_ns is not None else (
+        time.time_ns() // DAY_NS * DAY_NS)
+    clock = SimClock(day_start, args.wall_start_ns if args.wall_start_ns is not None
+                     else day_start, args.speed)
     use_simulated_time(clock)
-    workload = plan(args.seed, args.customers, args.sessions, args.day_start_ns)
+    workload = plan(args.seed, args.customers, args.sessions, day_start)
     progress = Progress()
     done = threading.Event()
 

@@ -59,6 +59,7 @@ class Processor:
         self._thread = threading.Thread(target=self._run, name="llmcost-engine", daemon=True)
         self._busy_s = 0.0  # engine thread time rolling up (the processor's own cost)
         self._checkpoint_s = 0.0  # …and writing checkpoints
+        self._requested = False  # a checkpoint asked for by request_checkpoint()
         self._state_bytes = 0
         self.stats = ReceiverStats()
         self.forwarder = (Forwarder(settings.forward_endpoint, settings.forward_protocol,
@@ -84,6 +85,7 @@ class Processor:
         # Prometheus last saw. Showing unsaved spans would make them go down, which
         # Prometheus takes for a counter reset and adds the whole history again.
         self._published = self._snapshot(restored_ns)
+        self.published_ns = restored_ns  # when the checkpoint /metrics shows was saved
         read = (lambda: self._published) if self.store is not None else live(self.engine,
                                                                              self.lock)
         self.metrics_server = None
@@ -104,6 +106,11 @@ class Processor:
         if self.forwarder is not None:
             self.forwarder.offer(payload)
         return True
+
+    def request_checkpoint(self) -> None:
+        """Have the engine thread write (and publish) a checkpoint at its next turn, even if
+        nothing changed (e.g. to show a state reached by moving the clock)."""
+        self._requested = True
 
     def queued(self) -> int:
         """Batches of records waiting for the engine thread."""
@@ -154,7 +161,8 @@ class Processor:
                     self.engine.ingest(records, now)
                 closed = self.engine.advance(now)
                 rolled_up = time.perf_counter()
-                changed = changed or bool(batches) or closed
+                changed = changed or bool(batches) or closed or self._requested
+                self._requested = False
                 due = last or (changed and time.monotonic() >= next_checkpoint)
                 if due and self.store is not None:
                     state, published = self.engine.dump(), self._snapshot(now)
@@ -163,7 +171,7 @@ class Processor:
             self._busy_s += rolled_up - started
             if state is not None:
                 self._state_bytes = self.store.save(state, now)  # type: ignore[union-attr]
-                self._published = published  # once it is durable
+                self._published, self.published_ns = published, now  # once it is durable
                 del state, published  # before the clock stops: freeing them is part of it
                 self._checkpoint_s += time.perf_counter() - rolled_up
             if due:
