@@ -5,12 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 
-# Debian packages the tests use: a real Prometheus (and promtool) scraping the processor,
-# openssl for the receivers' TLS certificates. Tests would skip without them, so a missing
-# package stops the run here instead.
+# Debian packages the tests use: a real Prometheus (and promtool) scraping the processor
+# and the demo, openssl for the receivers' TLS certificates, chromium to render the demo's
+# HTML report. The tests fail without them, so they are installed here.
 missing=()
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -10,6 +10,8 @@ Lorenz points, the calls no price covers, the calls that failed, the runaway loo
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +20,11 @@ import pytest
 
 from otel_llmcost import semconv as sc
 from otel_llmcost.demo import workload as wl
+from otel_llmcost.demo.report import write_report
 from otel_llmcost.demo.run import Options, run_demo
 from otel_llmcost.demo.summary import figures, quantile
 
+ROOT = Path(__file__).resolve().parents[1]
 SMALL = Options(seed=11, customers=80, sessions=150, duration_s=12.0, workers=6)
 
 
@@ -99,3 +103,31 @@ def test_the_command_line_prints_the_summary(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "share of spend of the top 1 % of customers" in result.stdout
     assert (tmp_path / "truth.json").exists() and (tmp_path / "processor.db").exists()
+
+
+def test_the_html_report_renders_in_headless_chromium_without_errors(outcome, tmp_path):
+    """The report, opened in Debian's chromium: no console error, every chart drawn; the
+    screenshot is kept in test-artifacts/ (or $LLMCOST_TEST_ARTIFACTS)."""
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium not found: install Debian's chromium package"
+    report = write_report(figures(outcome), tmp_path / "report.html")
+    text = report.read_text()
+    assert "<script" not in text and "http://" not in text and "https://" not in text
+    artifacts = Path(os.environ.get("LLMCOST_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    screenshot = artifacts / "demo-report.png"
+    screenshot.unlink(missing_ok=True)
+    common = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+              "--enable-logging=stderr", "--v=0", "--window-size=1400,2200"]
+    shot = subprocess.run([*common, f"--screenshot={screenshot}", report.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    assert screenshot.stat().st_size > 20_000  # a page with charts, not a blank one
+    console = [line for line in shot.stderr.splitlines()
+               if "CONSOLE" in line or "Uncaught" in line or "Failed to load" in line]
+    assert not console, console
+    dom = subprocess.run([*common, "--dump-dom", report.as_uri()], capture_output=True,
+                         text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count("<svg") == 4 and dom.stdout.count("<rect") > 10
+    assert "Lorenz curve" in dom.stdout

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-W, H, PAD = 640, 300, 48
+W, H, PAD = 640, 300, 56
 COLORS = ("#2f6fb3", "#e07b39", "#4a9a5b", "#9b59b6")
 
 
@@ -75,11 +75,11 @@ def chart(title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequenc
                          f'stroke="{color}" stroke-width="2.5"/>')
             parts.extend(f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="3.5" '
                          f'fill="{color}"/>' for p in points)
-        parts.append(f'<text x="{W - PAD - 150}" y="{24 + 16 * number}" class="k" '
+        parts.append(f'<text x="{PAD + 130 * number}" y="40" class="k" '
                      f'fill="{color}">■ {html.escape(name)}</text>')
     top = 10 ** bounds[1] if log else bounds[1]
-    parts.append(f'<text x="4" y="{PAD}" class="l" text-anchor="start">'
-                 f'{html.escape(fmt(top))}{" (log)" if log else ""}</text>')
+    parts.append(f'<text x="{W - PAD}" y="{PAD - 2}" class="l" style="text-anchor:end">'
+                 f'top of scale: {html.escape(fmt(top))}{" (log)" if log else ""}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
