@@ -475,7 +475,14 @@ def cache_and_waste() -> Board:
     b.add(timeseries.Panel(), "Failed calls per second by error type",
           "Calls that ended with an error, by error.type.", "reqps",
           [Q(f'sum by ({ERROR}) (rate({m(sc.M_OPERATION_DURATION, "_count")}'
-             f'{{{APP}, {ERROR}!=""}}[$__rate_interval]))', f"{{{{{ERROR}}}}}")], w=24)
+             f'{{{APP}, {ERROR}!=""}}[$__rate_interval]))', f"{{{{{ERROR}}}}}")])
+    b.add(bars(), "Max-tokens headroom: output ÷ max_tokens",
+          "p50, p90 and p99 of each call's output tokens divided by its max_tokens, over the "
+          "time range (from otel-llmcost-processor, all services). Near 1, answers are cut "
+          "short; far below 1, max_tokens reserves budget (and rate-limit quota) it never "
+          "uses.", RATIO,
+          [Q(quantile(q, sc.M_OUTPUT_MAX_TOKENS_RATIO, ""), f"p{round(q * 100)}", instant=True)
+           for q in QUANTILES])
     return b
 
 

@@ -309,6 +309,14 @@ M_TRACE_DURATION: Final = MetricDef(
 M_TRACE_DEPTH: Final = MetricDef(
     "llmcost.trace.depth", "histogram", "{span}", "Nesting depth of one agent trace.",
     buckets=COUNT_BUCKETS)
+# Output tokens ÷ max_tokens: fine steps near 1, where answers get cut short.
+RATIO_BUCKETS: Final = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95,
+                        0.99, 1.0)
+M_OUTPUT_MAX_TOKENS_RATIO: Final = MetricDef(
+    "llmcost.output.max_tokens_ratio", "histogram", UNIT_RATIO,
+    "Output tokens of an LLM call divided by its gen_ai.request.max_tokens (calls that set "
+    "one and did not fail): near 1 answers are cut short; far below 1, max_tokens reserves "
+    "budget that is never used.", buckets=RATIO_BUCKETS)
 M_TRACE_RUNAWAY: Final = MetricDef(
     "llmcost.trace.runaway", "counter", UNIT_TRACE,
     "Agent traces past the runaway limits (LLM calls or cost); exemplars carry trace ids.",
@@ -400,9 +408,9 @@ M_PROCESSOR_FORWARD_QUEUED: Final = MetricDef(
 ROLLUP_METRICS: Final = (
     M_CONVERSATION_COST, M_CONVERSATION_TURNS, M_TURN_COST, M_TURN_INPUT_TOKENS,
     M_TRACE_COST, M_TRACE_LLM_CALLS, M_TRACE_TOOL_CALLS, M_TRACE_RETRIES, M_TRACE_DURATION,
-    M_TRACE_DEPTH, M_TRACE_RUNAWAY, M_CUSTOMER_WINDOW_COST, M_CUSTOMER_SPEND_SHARE,
-    M_CUSTOMER_TOP_COST, M_CUSTOMER_ACTIVE, M_CUSTOMER_COST_PER_ACTIVE, M_PROCESSOR_OPEN,
-    M_PROCESSOR_EVICTIONS, M_PROCESSOR_LATE_SPANS)
+    M_TRACE_DEPTH, M_TRACE_RUNAWAY, M_OUTPUT_MAX_TOKENS_RATIO, M_CUSTOMER_WINDOW_COST,
+    M_CUSTOMER_SPEND_SHARE, M_CUSTOMER_TOP_COST, M_CUSTOMER_ACTIVE, M_CUSTOMER_COST_PER_ACTIVE,
+    M_PROCESSOR_OPEN, M_PROCESSOR_EVICTIONS, M_PROCESSOR_LATE_SPANS)
 # The service's own metrics (receivers, queue, checkpoints, forwarding).
 SERVICE_METRICS: Final = (
     M_PROCESSOR_RECEIVED_SPANS, M_PROCESSOR_REJECTED_SPANS, M_PROCESSOR_REQUESTS,

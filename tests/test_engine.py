@@ -255,3 +255,16 @@ def test_a_restored_checkpoint_continues_exactly_like_an_uninterrupted_run():
 def test_a_checkpoint_of_another_version_is_refused():
     with pytest.raises(ValueError, match="version"):
         Engine.restore(Config(), {"version": 999})
+
+
+def test_max_tokens_headroom_is_the_output_share_of_max_tokens_weighted():
+    engine = Engine()
+    engine.ingest([call(1, b"\x01" * 8, 0.1, output_tokens=100, max_tokens=1000),
+                   call(1, b"\x01" * 8, 0.1, output_tokens=990, max_tokens=1000, weight=4.0),
+                   call(1, b"\x01" * 8, 0.1, output_tokens=50),  # no max_tokens: not observed
+                   call(1, b"\x01" * 8, 0.0, max_tokens=1000, error=True),  # failed: neither
+                   span(1, b"\x01" * 8, max_tokens=1000)], 0)  # not an LLM call
+    ratio = histogram(engine, sc.M_OUTPUT_MAX_TOKENS_RATIO)
+    assert ratio.count == 5.0 and ratio.sum == pytest.approx(0.1 + 4 * 0.99)
+    buckets = dict(zip(sc.RATIO_BUCKETS, ratio.counts))
+    assert buckets[0.1] == 1.0 and buckets[0.99] == 4.0  # ≤ 0.1 and (0.95, 0.99]

@@ -36,6 +36,7 @@ LLM_ATTRIBUTES = {
     sc.GEN_AI_OPERATION_NAME: sc.OP_CHAT,
     sc.GEN_AI_PROVIDER_NAME: sc.PROVIDER_OPENAI,
     sc.GEN_AI_REQUEST_MODEL: "gpt-4o-mini",
+    sc.GEN_AI_REQUEST_MAX_TOKENS: 1024,
     sc.GEN_AI_USAGE_INPUT_TOKENS: 1200,
     sc.GEN_AI_USAGE_OUTPUT_TOKENS: 300,
     sc.GEN_AI_USAGE_COST_AMOUNT: 0.00042,
@@ -91,7 +92,8 @@ def expected(span: ReadableSpan) -> SpanRecord:
         retries=a.get(sc.LLMCOST_RETRIES, 0),
         conversation_id=a.get(sc.GEN_AI_CONVERSATION_ID),
         customer_id=a.get(sc.LLMCOST_CUSTOMER_ID),
-        weight=a.get(sc.LLMCOST_SAMPLING_ADJUSTED_COUNT, 1.0))
+        weight=a.get(sc.LLMCOST_SAMPLING_ADJUSTED_COUNT, 1.0),
+        max_tokens=a.get(sc.GEN_AI_REQUEST_MAX_TOKENS, 0))
 
 
 def to_otlp_json(request: ExportTraceServiceRequest) -> bytes:
@@ -291,7 +293,8 @@ HOSTILE = [
     *[(sc.LLMCOST_SAMPLING_ADJUSTED_COUNT, {WEIGHT: v}) for v in (
         0.0, 0, -1.0, -3, math.nan, math.inf, -math.inf, MAX_WEIGHT * 2, 2**63 - 1)],
     *[(key, {attr(key): v}) for key in (
-        sc.GEN_AI_USAGE_INPUT_TOKENS, sc.GEN_AI_USAGE_OUTPUT_TOKENS, sc.LLMCOST_RETRIES)
+        sc.GEN_AI_USAGE_INPUT_TOKENS, sc.GEN_AI_USAGE_OUTPUT_TOKENS, sc.LLMCOST_RETRIES,
+        sc.GEN_AI_REQUEST_MAX_TOKENS)
       for v in (-1, -(2**63), MAX_COUNT + 1, 2**63 - 1)],
     *[(key, {attr(key): "x" * 257}) for key in (
         sc.GEN_AI_CONVERSATION_ID, sc.LLMCOST_CUSTOMER_ID)],
@@ -384,7 +387,7 @@ def check_invariants(result: Decoded, request: ExportTraceServiceRequest,
         assert 0 <= r.start_ns <= r.end_ns
         assert type(r.cost) is float and 0.0 <= r.cost <= MAX_COST_USD
         assert type(r.weight) is float and 0.0 < r.weight <= MAX_WEIGHT
-        for count in (r.input_tokens, r.output_tokens, r.retries):
+        for count in (r.input_tokens, r.output_tokens, r.retries, r.max_tokens):
             assert type(count) is int and 0 <= count <= MAX_COUNT
         for text in (r.conversation_id, r.customer_id):
             assert text is None or (type(text) is str and 0 < len(text) <= limits.max_id_chars)

@@ -133,8 +133,9 @@ _CUSTOMER = sc.LLMCOST_CUSTOMER_ID
 _WEIGHT = sc.LLMCOST_SAMPLING_ADJUSTED_COUNT
 _PRICING = sc.LLMCOST_PRICING_STATUS
 _OPERATION = sc.GEN_AI_OPERATION_NAME
+_MAX_TOKENS = sc.GEN_AI_REQUEST_MAX_TOKENS
 _WANTED = frozenset((_COST, _INPUT, _OUTPUT, _RETRIES, _CONVERSATION, _CUSTOMER, _WEIGHT,
-                     _PRICING, _OPERATION))
+                     _PRICING, _OPERATION, _MAX_TOKENS))
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
 _ERROR = Status.STATUS_CODE_ERROR
@@ -177,7 +178,7 @@ def _record(span: Span, max_id: int) -> SpanRecord | str:
         return "parent_span_id"
     llm = tool = False
     cost, weight = 0.0, 1.0
-    input_tokens = output_tokens = retries = 0
+    input_tokens = output_tokens = retries = max_tokens = 0
     conversation = customer = None
     # One pass over the attributes, looking only at wanted keys. An unset or other-type
     # AnyValue field reads as 0 or "", which is what "missing" means for counts and ids.
@@ -218,13 +219,15 @@ def _record(span: Span, max_id: int) -> SpanRecord | str:
                 input_tokens = count
             elif key == _OUTPUT:
                 output_tokens = count
+            elif key == _MAX_TOKENS:
+                max_tokens = count
             else:
                 retries = count
     start, end = span.start_time_unix_nano, span.end_time_unix_nano
     # Positional: keywords cost 5 % of decode; the round-trip tests catch a reordering.
     return SpanRecord(trace_id, span_id, parent, start, end if end > start else start,
                       span.status.code == _ERROR, llm, tool, cost, input_tokens,
-                      output_tokens, retries, conversation, customer, weight)
+                      output_tokens, retries, conversation, customer, weight, max_tokens)
 
 
 def _number(value: AnyValue) -> float | None:

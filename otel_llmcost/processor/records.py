@@ -29,3 +29,4 @@ class SpanRecord(NamedTuple):
     conversation_id: str | None = None
     customer_id: str | None = None
     weight: float = 1.0  # llmcost.sampling.adjusted_count
+    max_tokens: int = 0  # gen_ai.request.max_tokens; 0 when not set

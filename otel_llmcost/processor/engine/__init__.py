@@ -57,14 +57,18 @@ class Engine:
             self.metrics, self.conversations.add_turn)
         self.customers = Customers(int(config.window_grace_s * _NS), config.max_customers,
                                    config.top_k, self.metrics)
+        self._headroom = self.metrics.histogram(sc.M_OUTPUT_MAX_TOKENS_RATIO)
 
     def ingest(self, records: Iterable[SpanRecord], now_ns: int) -> None:
         """Roll up spans that arrived at ``now_ns``."""
         add_to_trace, touch = self.traces.add, self.conversations.touch
-        windows = self.customers.windows  # hourly and daily
+        windows = self.customers.windows  # hourly, daily, monthly
+        headroom = self._headroom
         for record in records:
             add_to_trace(record, now_ns)
             if record.llm:
+                if record.max_tokens and not record.error:
+                    headroom.observe(record.output_tokens / record.max_tokens, record.weight)
                 if record.conversation_id:
                     touch(record.conversation_id, now_ns)
                 amount = record.cost * record.weight
