@@ -89,6 +89,16 @@ def quantile(q: float, metric: MetricDef, selector: str, by: str = "",
             f"(increase({m(metric, '_bucket')}{{{selector}}}[{window}])))")
 
 
+def total(series: str, window: str = "$__range") -> str:
+    """How much counters grew over ``window``, summed."""
+    return f"sum(increase({series}[{window}]))"
+
+
+def share(part: str, whole: str) -> str:
+    """``part / whole``, with no answer (not NaN or Inf) while ``whole`` is 0."""
+    return f"{part} / ({whole} > 0)"
+
+
 def mean(metric: MetricDef, selector: str, by: str, window: str = "$__range") -> str:
     """Sum ÷ count of a histogram over ``window``, by ``by``; groups with no observation
     are left out (0/0 would be NaN)."""
@@ -380,8 +390,8 @@ def conversations() -> Board:
              "conversations", instant=True)], w=6)
     b.add(stat_panel(), "Turns per conversation (mean)",
           "Mean number of turns of the conversations closed over the time range.", COUNT,
-          [Q(f"sum(increase({m(sc.M_CONVERSATION_TURNS, '_sum')}{{{PROC}}}[$__range])) / "
-             f"(sum(increase({m(sc.M_CONVERSATION_TURNS, '_count')}{{{PROC}}}[$__range])) > 0)",
+          [Q(share(total(f"{m(sc.M_CONVERSATION_TURNS, '_sum')}{{{PROC}}}"),
+                   total(f"{m(sc.M_CONVERSATION_TURNS, '_count')}{{{PROC}}}")),
              "turns", instant=True)], w=6)
     b.row("Agent traces")
     b.add(bars(), "Cost per agent trace: p50, p90, p99",
@@ -419,14 +429,15 @@ def cache_and_waste() -> Board:
     b = Board("otel-llmcost-cache", "LLM cost: cache and waste",
               "What prompt caching saves against what cache writes cost, and the spend that "
               "buys nothing: failed calls and retries.", app_variables())
-    effect = (lambda which: f'sum(increase({savings}{{{APP}, {EFFECT}="{which}"}}[$__range]))')
+    effect = (lambda which: total(f'{savings}{{{APP}, {EFFECT}="{which}"}}'))
+    failed = total(f'{cost}{{{APP}, {ERROR}!=""}}')  # spend on calls that failed
     b.row("Prompt cache")
     b.add(stat_panel(), "Cache hit rate (input tokens)",
           "Cache-read input tokens as a share of all input tokens (uncached, cache reads and "
           "cache writes), over the time range.", RATIO,
-          [Q(f'sum(increase({tokens}{{{APP}, {KIND}="cache_read"}}[$__range])) / '
-             f'(sum(increase({tokens}{{{APP}, {KIND}=~"input_uncached|cache_read|cache_write"}}'
-             f"[$__range])) > 0)", "hit rate", instant=True)], w=6, h=5)
+          [Q(share(total(f'{tokens}{{{APP}, {KIND}="cache_read"}}'),
+                   total(f'{tokens}{{{APP}, {KIND}=~"input_uncached|cache_read|cache_write"}}')),
+             "hit rate", instant=True)], w=6, h=5)
     b.add(stat_panel(), "Net cache savings",
           "What caching saved (cheaper cache reads) minus what it cost (cache-write "
           "premiums), over the time range.", USD,
@@ -439,9 +450,9 @@ def cache_and_waste() -> Board:
              instant=True)], w=6, h=5)
     b.add(stat_panel(), "Cache reads: share of input spend",
           "Spend on cache reads as a share of all input spend (uncached, reads, writes).",
-          RATIO, [Q(f'sum(increase({cost}{{{APP}, {COMPONENT}="cache_read"}}[$__range])) / '
-                    f'(sum(increase({cost}{{{APP}, {COMPONENT}=~"input|cache_read|cache_write"}}'
-                    f"[$__range])) > 0)", "reads", instant=True)], w=6, h=5)
+          RATIO, [Q(share(total(f'{cost}{{{APP}, {COMPONENT}="cache_read"}}'),
+                          total(f'{cost}{{{APP}, {COMPONENT}=~"input|cache_read|cache_write"}}')),
+                    "reads", instant=True)], w=6, h=5)
     b.add(timeseries.Panel(), "Savings against write premium",
           "USD per hour saved by cache reads and paid as cache-write premium.", USD,
           [Q(f"sum by ({EFFECT}) (rate({savings}{{{APP}}}[$__rate_interval])) * 3600",
@@ -455,12 +466,11 @@ def cache_and_waste() -> Board:
     b.add(stat_panel(), "Spend on failed calls",
           "Cost of calls that ended in an error after tokens were billed (e.g. a stream "
           "broken mid-way), over the time range.", USD,
-          [Q(f'sum(increase({cost}{{{APP}, {ERROR}!=""}}[$__range])) or vector(0)', "failed",
-             instant=True)], w=6, h=5)
+          [Q(f"{failed} or vector(0)", "failed", instant=True)], w=6, h=5)
     b.add(stat_panel(), "Failed calls: share of spend",
           "Spend on failed calls as a share of all spend.", RATIO,
-          [Q(f'(sum(increase({cost}{{{APP}, {ERROR}!=""}}[$__range])) or vector(0)) / '
-             f"(sum(increase({cost}{{{APP}}}[$__range])) > 0)", "share", instant=True)],
+          [Q(share(f"({failed} or vector(0))", total(f"{cost}{{{APP}}}")), "share",
+             instant=True)],
           w=6, h=5)
     b.add(stat_panel(), "SDK retries",
           "Provider calls the SDKs retried (rate limits, 5xx), from the processor's agent "
@@ -500,14 +510,14 @@ def observability_tax() -> Board:
     b.row("Telemetry volume")
     b.add(stat_panel(), "Spans exported / seen",
           "Share of the spans the app made that were exported, over the time range.", RATIO,
-          [Q(f"sum(increase({exported}{{{SVC}}}[$__range])) / "
-             f"(sum(increase({seen}{{{SVC}}}[$__range])) > 0)", "kept", instant=True)],
+          [Q(share(total(f"{exported}{{{SVC}}}"), total(f"{seen}{{{SVC}}}")), "kept",
+             instant=True)],
           w=6, h=5)
     b.add(stat_panel(), "Telemetry cost / LLM cost",
           "What the exported telemetry costs at your backend's prices "
           "(LLMCOST_TELEMETRY_USD_PER_GB, _PER_MILLION_SPANS) per dollar of LLM spend.", RATIO,
-          [Q(f"sum(increase({m(sc.M_TELEMETRY_COST)}{{{SVC}}}[$__range])) / "
-             f"(sum(increase({m(sc.M_COST)}{{{SVC}}}[$__range])) > 0)", "tax", instant=True)],
+          [Q(share(total(f"{m(sc.M_TELEMETRY_COST)}{{{SVC}}}"), total(f"{m(sc.M_COST)}{{{SVC}}}")),
+             "tax", instant=True)],
           w=6, h=5)
     b.add(stat_panel(), "Telemetry cost", "Telemetry spend over the time range.", USD,
           [Q(f"sum(increase({m(sc.M_TELEMETRY_COST)}{{{SVC}}}[$__range]))", "telemetry",

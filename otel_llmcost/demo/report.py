@@ -12,18 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from otel_llmcost.demo.summary import QUANTILES, pct, usd
+
 W, H, PAD = 640, 300, 56
 COLORS = ("#2f6fb3", "#e07b39", "#4a9a5b", "#9b59b6")
-
-
-def _usd(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1%}"
 
 
 def _scale(values: Sequence[float], log: bool) -> tuple[float, float]:
@@ -43,7 +35,7 @@ def _y(value: float, bounds: tuple[float, float], log: bool) -> float:
 
 
 def chart(title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence[Any]]],
-          kind: str = "bars", log: bool = False, fmt: Any = _usd) -> str:
+          kind: str = "bars", log: bool = False, fmt: Any = usd) -> str:
     """An SVG chart: grouped bars or lines over categorical ``labels``."""
     every = [v for _, vs in series for v in vs if v is not None]
     bounds = _scale(every, log)
@@ -91,7 +83,7 @@ def _rows(rows: Sequence[tuple[str, str]]) -> str:
 
 def render(f: dict[str, Any]) -> str:
     percents = [f"top {p:g} %" for p, _ in f["lorenz"]]
-    quantile_labels = ["p50", "p90", "p99"]
+    quantile_labels = [f"p{round(q * 100)}" for q in QUANTILES]
     per = [(name, f[key] or [None] * 3) for name, key in (
         ("call", "per_call"), ("agent trace", "per_trace"), ("conversation", "per_conversation"),
         ("customer-day", "per_customer_day"))]
@@ -100,7 +92,7 @@ def render(f: dict[str, Any]) -> str:
     charts = [
         chart("Lorenz curve: share of spend of the top N % of customers", percents,
               [("pipeline", [v for _, v in f["lorenz"]]),
-               ("truth", [v for _, v in f["truth_lorenz"]])], kind="lines", fmt=_pct),
+               ("truth", [v for _, v in f["truth_lorenz"]])], kind="lines", fmt=pct),
         chart("Mean cost of a turn, by turn index", [b for b, *_ in f["by_turn"]],
               [("mean cost", [c for _, c, _, _ in f["by_turn"]])], kind="lines"),
         chart("Cost distributions: p50, p90, p99 (log scale)", quantile_labels, per, log=True),
@@ -108,21 +100,21 @@ def render(f: dict[str, Any]) -> str:
               [("spend per active customer", [hours.get(h) for h in hour_labels])]),
     ]
     headline = [
-        ("LLM spend (pipeline / truth)", f"{_usd(f['spend'])} / {_usd(f['truth_spend'])}"),
+        ("LLM spend (pipeline / truth)", f"{usd(f['spend'])} / {usd(f['truth_spend'])}"),
         ("top 1 % of customers: share of spend (pipeline / truth)",
-         f"{_pct(f['top1_share'])} / {_pct(f['truth_top1_share'])}"),
+         f"{pct(f['top1_share'])} / {pct(f['truth_top1_share'])}"),
         ("LLM calls", f"{f['calls']:,}"), ("customers", f"{f['customers']:,}"),
         ("cache: saved by reads / paid for writes",
-         f"{_usd(f['cache_saving'])} / {_usd(f['cache_premium'])}"),
-        ("cache hit rate (input tokens)", _pct(f["cache_hit_rate"])),
+         f"{usd(f['cache_saving'])} / {usd(f['cache_premium'])}"),
+        ("cache hit rate (input tokens)", pct(f["cache_hit_rate"])),
         ("SDK retries / calls failed for good",
          f"{f['retries']:,.0f} / {f['failed_calls']:,.0f}"),
         ("unpriced calls", f"{f['unpriced_calls']:,.0f}"),
         ("runaway agent traces", ", ".join(f["runaways"]) or "none"),
         ("telemetry cost / LLM spend",
-         f"{_usd(f['telemetry_cost'])} / {_usd(f['spend'])} ({_pct(f['telemetry_share'])})"),
+         f"{usd(f['telemetry_cost'])} / {usd(f['spend'])} ({pct(f['telemetry_share'])})"),
     ]
-    top = [(customer, _usd(value)) for customer, value in f["top_customers"]]
+    top = [(customer, usd(value)) for customer, value in f["top_customers"]]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>otel-llmcost demo: where the money went</title>

@@ -35,7 +35,6 @@ SERVICE = "llmcost-demo"
 # What the demo assumes your tracing backend charges, for llmcost.telemetry.cost.
 TELEMETRY_USD_PER_GB = 0.50
 TELEMETRY_USD_PER_MILLION_SPANS = 1.70
-QUANTILES = (0.5, 0.9, 0.99)
 
 
 class DemoClock:

@@ -125,13 +125,14 @@ def figures(outcome: Outcome) -> dict[str, Any]:
     }
 
 
-def _usd(value: float | None) -> str:
+def usd(value: float | None) -> str:
+    """Dollars, with cents above $1 and four decimals below (shared with the report)."""
     if value is None:
         return "—"
     return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
 
 
-def _pct(value: float | None) -> str:
+def pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
 
 
@@ -144,11 +145,11 @@ def print_summary(outcome: Outcome, console: Console) -> dict[str, Any]:
     head.add_column("figure")
     head.add_column("pipeline", justify="right")
     head.add_column("truth", justify="right")
-    head.add_row("LLM spend (llmcost.cost)", _usd(f["spend"]), _usd(f["truth_spend"]))
-    head.add_row("share of spend of the top 1 % of customers", _pct(f["top1_share"]),
-                 _pct(f["truth_top1_share"]))
+    head.add_row("LLM spend (llmcost.cost)", usd(f["spend"]), usd(f["truth_spend"]))
+    head.add_row("share of spend of the top 1 % of customers", pct(f["top1_share"]),
+                 pct(f["truth_top1_share"]))
     for (p, got), (_, want) in zip(f["lorenz"], f["truth_lorenz"]):
-        head.add_row(f"  … top {p:g} %", _pct(got), _pct(want))
+        head.add_row(f"  … top {p:g} %", pct(got), pct(want))
     console.print(head)
     tail = Table(title="Tail cost: p50 / p90 / p99", show_header=True)
     tail.add_column("per")
@@ -157,13 +158,13 @@ def print_summary(outcome: Outcome, console: Console) -> dict[str, Any]:
     for name, key in (("call", "per_call"), ("agent trace", "per_trace"),
                       ("conversation", "per_conversation"),
                       ("customer (the day)", "per_customer_day")):
-        tail.add_row(name, *(_usd(v) for v in (f[key] or [None] * 3)))
+        tail.add_row(name, *(usd(v) for v in (f[key] or [None] * 3)))
     console.print(tail)
     turns = Table(title="Cost by turn index (context grows every turn)", show_header=True)
     for column in ("turn", "mean cost", "mean input tokens (first call)", "turns"):
         turns.add_column(column, justify="right")
     for label, mean_cost, tokens, count in f["by_turn"]:
-        turns.add_row(label, _usd(mean_cost), f"{tokens:,.0f}", f"{count:,.0f}")
+        turns.add_row(label, usd(mean_cost), f"{tokens:,.0f}", f"{count:,.0f}")
     console.print(turns)
     top = Table(title="Top customers (the day)", show_header=True)
     top.add_column("customer")
@@ -171,22 +172,22 @@ def print_summary(outcome: Outcome, console: Console) -> dict[str, Any]:
     top.add_column("truth", justify="right")
     truth = dict(outcome.truth.customers)
     for customer, value in f["top_customers"][:5]:
-        top.add_row(customer, _usd(value), _usd(truth.get(customer)))
+        top.add_row(customer, usd(value), usd(truth.get(customer)))
     console.print(top)
     other = Table(title="Cache, waste, runaways and the observability tax", show_header=False)
     other.add_column("figure")
     other.add_column("value", justify="right")
     other.add_row("cache: saved by reads / paid for writes",
-                  f"{_usd(f['cache_saving'])} / {_usd(f['cache_premium'])}")
-    other.add_row("cache hit rate (input tokens)", _pct(f["cache_hit_rate"]))
+                  f"{usd(f['cache_saving'])} / {usd(f['cache_premium'])}")
+    other.add_row("cache hit rate (input tokens)", pct(f["cache_hit_rate"]))
     other.add_row("SDK retries / calls failed for good",
                   f"{f['retries']:,.0f} / {f['failed_calls']:,.0f}")
     other.add_row("unpriced calls (spend not counted)", f"{f['unpriced_calls']:,.0f}")
     other.add_row("spend per active customer, night (00-06 UTC) / day",
-                  f"{_usd(f['night_per_active'])} / {_usd(f['day_per_active'])}")
+                  f"{usd(f['night_per_active'])} / {usd(f['day_per_active'])}")
     other.add_row("runaway agent traces", ", ".join(f["runaways"]) or "none")
     other.add_row("telemetry cost / LLM spend",
-                  f"{_usd(f['telemetry_cost'])} / {_usd(f['spend'])} "
-                  f"({_pct(f['telemetry_share'])})")
+                  f"{usd(f['telemetry_cost'])} / {usd(f['spend'])} "
+                  f"({pct(f['telemetry_share'])})")
     console.print(other)
     return f
