@@ -153,3 +153,20 @@ def test_prometheus_holds_the_ground_truth_of_the_tail(recorded):
     spend = prometheus.api("query", time=hooks.at["closed"],
                            query=f"sum({sc.M_COST.prometheus})")
     assert math.isclose(float(spend["result"][0]["value"][1]), truth.total, rel_tol=1e-9)
+
+
+def test_the_runaway_panel_links_the_runaway_trace_ids(recorded):
+    """The panel's exemplars, as Grafana reads them (query_exemplars on its own query), are
+    the processor's runaway traces: the trace ids a reader clicks through to Tempo."""
+    outcome, hooks = recorded
+    panels = [(dashboard, target) for _, _, dashboard, target in targets()
+              if target.get("exemplar")]
+    assert panels, "no panel asks for exemplars"
+    span_s = math.ceil(hooks.at["closed"] - hooks.at["start"]) + 5
+    for dashboard, target in panels:
+        found = hooks.prometheus.api("query_exemplars",
+                                     query=substitute(target["expr"], dashboard, span_s),
+                                     start=hooks.at["start"], end=hooks.at["closed"] + 1)
+        trace_ids = {e["labels"]["trace_id"] for series in found for e in series["exemplars"]}
+        assert trace_ids == set(outcome.runaway_ids), target["expr"]
+    assert len(outcome.runaway_ids) == outcome.truth.runaway_traces == 1

@@ -37,7 +37,6 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar as PromExemplar
-from prometheus_client.samples import Timestamp
 from prometheus_client.utils import floatToGoString
 
 from otel_llmcost import semconv as sc
@@ -164,9 +163,11 @@ def _family(metric: MetricDef, series: list[tuple[Labels, Any]],
 
 
 def _exemplar(exemplar: Exemplar) -> PromExemplar:
-    seconds, nanos = divmod(exemplar.time_ns, 1_000_000_000)
-    return PromExemplar({EXEMPLAR_LABEL: exemplar.trace_id}, exemplar.value,
-                        Timestamp(seconds, nanos))
+    """Without a timestamp: Prometheus then stamps it with the scrape that first shows it,
+    the moment the counter it annotates is seen to rise (with a state file, a checkpoint
+    after the trace closed), and keeps it once (an equal exemplar is a duplicate). The
+    trace's close time is on GET /runaways; the engine's clock may not be the wall's."""
+    return PromExemplar({EXEMPLAR_LABEL: exemplar.trace_id}, exemplar.value)
 
 
 class _QuietHandler(WSGIRequestHandler):
