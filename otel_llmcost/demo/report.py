@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from otel_llmcost.demo.summary import QUANTILES, pct, usd
+from otel_llmcost.demo.summary import QUANTILES, pct, sampling_note, usd
 
 W, H, PAD = 640, 300, 56
 COLORS = ("#2f6fb3", "#e07b39", "#4a9a5b", "#9b59b6")
@@ -111,10 +111,14 @@ def render(f: dict[str, Any]) -> str:
          f"{f['retries']:,.0f} / {f['failed_calls']:,.0f}"),
         ("unpriced calls", f"{f['unpriced_calls']:,.0f}"),
         ("runaway agent traces", ", ".join(f["runaways"]) or "none"),
+        ("spans exported / seen by the app",
+         f"{f['spans_exported']:,.0f} / {f['spans_seen']:,.0f}"),
         ("telemetry cost / LLM spend",
          f"{usd(f['telemetry_cost'])} / {usd(f['spend'])} ({pct(f['telemetry_share'])})"),
     ]
     top = [(customer, usd(value)) for customer, value in f["top_customers"]]
+    note = sampling_note(f)
+    sampling = f"<p><b>{html.escape(note)}</b></p>" if note else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>otel-llmcost demo: where the money went</title>
@@ -129,7 +133,7 @@ svg {{ width: 100%; background: #fafafa; border: 1px solid #e5e5e5; }}
 </style></head><body>
 <h1>otel-llmcost demo: where the money went on one simulated day</h1>
 <p>Figures read from the pipeline (the rollup processor and the app's metrics), next to the
-workload's ground truth.</p>
+workload's ground truth.</p>{sampling}
 <table>{_rows(headline)}</table>
 <div class="grid">{"".join(charts)}</div>
 <h2>Top customers (the day)</h2>

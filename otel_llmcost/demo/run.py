@@ -35,6 +35,8 @@ SERVICE = "llmcost-demo"
 # What the demo assumes your tracing backend charges, for llmcost.telemetry.cost.
 TELEMETRY_USD_PER_GB = 0.50
 TELEMETRY_USD_PER_MILLION_SPANS = 1.70
+# With --sample-rate below 1, the app's tail rules keep what a reader drills into.
+SAMPLED_RULES = {sc.ENV_KEEP_TOP_PERCENT: "1", sc.ENV_KEEP_ERRORS: "true"}
 
 
 class DemoClock:
@@ -63,6 +65,7 @@ class Options:
     duration_s: float = 60.0
     out: Path = Path("llmcost-demo")
     workers: int = 8
+    sample_rate: float = 1.0  # < 1: the app samples traces (SAMPLED_RULES keep the tail)
 
 
 class Hooks:
@@ -87,6 +90,7 @@ class Outcome:
     histograms: dict[tuple[str, tuple[str, ...]], Histogram]  # …after everything closed
     counters: dict[tuple[str, tuple[str, ...]], float]
     runaway_ids: list[str]
+    received_spans: int  # by the processor
     calls: int
     errors: int
     wall_s: float
@@ -123,7 +127,8 @@ def run_demo(options: Options, on_progress: Any = None, hooks: Hooks = Hooks()) 
              "--sessions", str(options.sessions), "--day-start-ns", str(sim.sim_start_ns),
              "--wall-start-ns", str(sim.wall_start_ns), "--speed", str(speed),
              "--workers", str(options.workers)],
-            env=_app_env(grpc_port, app_port), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env=_app_env(grpc_port, app_port, options.sample_rate), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             stderr=open(options.out / "app.log", "w"), text=True)
         hooks.endpoints(f"127.0.0.1:{metrics_port}", f"127.0.0.1:{app_port}")
         calls = errors = 0
@@ -138,7 +143,9 @@ def run_demo(options: Options, on_progress: Any = None, hooks: Hooks = Hooks()) 
         else:
             raise RuntimeError(f"the demo app stopped: see {options.out / 'app.log'}")
         app_metrics = _scrape(app_port, options.out / "app-metrics.txt")
-        _wait_drained(processor, expected_llm_spans=truth.calls)
+        exported = sum(v for _, v in app_metrics.get(
+            sc.M_TELEMETRY_SPANS_EXPORTED.prometheus, []))
+        received = _wait_drained(processor, round(exported))
         # The day's windows are still open: their gauges are the whole day's figures.
         _wait_published(processor, clock.now())
         with processor.lock:
@@ -162,8 +169,8 @@ def run_demo(options: Options, on_progress: Any = None, hooks: Hooks = Hooks()) 
             app.kill()
         processor.stop()
         provider.stop()
-    outcome = Outcome(truth, app_metrics, gauges, histograms, counters, runaways, calls,
-                      errors, time.monotonic() - started)
+    outcome = Outcome(truth, app_metrics, gauges, histograms, counters, runaways, received,
+                      calls, errors, time.monotonic() - started)
     truth_path = options.out / "truth.json"
     truth_path.write_text(json.dumps(truth.to_json(), indent=1, sort_keys=True))
     outcome.files.update(truth=truth_path, state=state, app_log=options.out / "app.log",
@@ -171,8 +178,11 @@ def run_demo(options: Options, on_progress: Any = None, hooks: Hooks = Hooks()) 
     return outcome
 
 
-def _app_env(grpc_port: int, metrics_port: int) -> dict[str, str]:
+def _app_env(grpc_port: int, metrics_port: int, sample_rate: float) -> dict[str, str]:
     env = dict(os.environ)
+    if sample_rate < 1:
+        env.update({"OTEL_TRACES_SAMPLER": sc.ENTRY_POINT_SAMPLER,
+                    sc.ENV_SAMPLE_RATE: str(sample_rate), **SAMPLED_RULES})
     env.update({
         "OTEL_SERVICE_NAME": SERVICE,
         "OTEL_TRACES_EXPORTER": "otlp",
@@ -207,16 +217,16 @@ def _scrape(port: int, keep: Path) -> dict[str, list[tuple[dict[str, str], float
     return samples
 
 
-def _wait_drained(processor: Processor, expected_llm_spans: int, timeout_s: float = 60.0
-                  ) -> None:
-    """Until the processor has rolled up what the app sent: no new span for a second."""
+def _wait_drained(processor: Processor, exported: int, timeout_s: float = 60.0) -> int:
+    """Until the processor has rolled up the ``exported`` spans the app sent, and no new
+    span for a second; the spans it received."""
     deadline, last, still = time.monotonic() + timeout_s, -1, 0
     while time.monotonic() < deadline:
         received = sum(processor.stats.snapshot().received_spans.values())
         if received == last and processor.queued() == 0:
             still += 1
-            if still >= 4 and received >= expected_llm_spans:
-                return
+            if still >= 4 and received >= exported:
+                return received
         else:
             still = 0
         last = received
@@ -262,13 +272,18 @@ def main_demo(argv: list[str] | None = None) -> None:
                         help="seconds the simulated day takes (default %(default)s)")
     parser.add_argument("--out", type=Path, default=Options.out,
                         help="directory for the report, the truth and the state")
+    parser.add_argument("--sample-rate", type=float, default=Options.sample_rate,
+                        help="the app's trace sampling rate (default %(default)s: every "
+                             "trace); below 1 the top-1 %% and failed traces are still kept, "
+                             "the processor weights the rest, and the cost metrics stay exact")
     parser.add_argument("--prometheus", action="store_true",
                         help="also run the prometheus binary on the PATH against the demo, "
                              "and keep everything up at the end until Ctrl-C")
     args = parser.parse_args(argv)
     console = Console()
     hooks = PrometheusHooks(args.out / "prometheus") if args.prometheus else Hooks()
-    options = Options(args.seed, args.customers, args.sessions, args.duration, args.out)
+    options = Options(args.seed, args.customers, args.sessions, args.duration, args.out,
+                      sample_rate=args.sample_rate)
     console.print(f"[bold]otel-llmcost demo[/]: a simulated day of {args.sessions} "
                   f"conversations of {args.customers} customers in {args.duration:g} s, "
                   "through the real SDKs, instrumentation, OTLP and rollup processor.")

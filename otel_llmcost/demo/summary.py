@@ -98,6 +98,8 @@ def figures(outcome: Outcome) -> dict[str, Any]:
     failed = sum(v for labels, v in app.get(sc.M_OPERATION_DURATION.prometheus + "_count", [])
                  if labels.get(prometheus_label(sc.ERROR_TYPE)))
     telemetry = _app_sum(app, sc.M_TELEMETRY_COST.prometheus)
+    seen = _app_sum(app, sc.M_TELEMETRY_SPANS_SEEN.prometheus)
+    exported = _app_sum(app, sc.M_TELEMETRY_SPANS_EXPORTED.prometheus)
     return {
         "spend": spend, "truth_spend": truth.total,
         "top1_share": shares.get("1"), "truth_top1_share": truth.top_share(1.0),
@@ -120,6 +122,7 @@ def figures(outcome: Outcome) -> dict[str, Any]:
         "unpriced_calls": _app_sum(app, sc.M_UNPRICED_CALLS.prometheus),
         "runaways": outcome.runaway_ids,
         "telemetry_cost": telemetry, "telemetry_share": telemetry / spend if spend else None,
+        "spans_seen": seen, "spans_exported": exported, "sampled": exported < seen,
         "calls": outcome.calls, "truth_calls": truth.calls, "errors": outcome.errors,
         "customers": len(truth.customers), "wall_s": outcome.wall_s,
     }
@@ -136,11 +139,24 @@ def pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
 
 
+def sampling_note(f: dict[str, Any]) -> str | None:
+    """What a reader must know when traces were sampled (shared with the report)."""
+    if not f["sampled"]:
+        return None
+    return (f"Traces were sampled: {f['spans_exported']:,.0f} of {f['spans_seen']:,.0f} spans "
+            "exported. The processor's figures (shares, customers, conversations, traces) are "
+            "estimates from the kept spans weighted by llmcost.sampling.adjusted_count; spend, "
+            "tokens, cache and telemetry cost are metrics of every call, exact.")
+
+
 def print_summary(outcome: Outcome, console: Console) -> dict[str, Any]:
     f = figures(outcome)
     console.print()
     console.print(f"[bold]A simulated day[/]: {f['calls']:,} LLM calls ({f['errors']} failed for "
                   f"good) by {f['customers']} customers, in {f['wall_s']:.0f} s.")
+    note = sampling_note(f)
+    if note:
+        console.print(note)
     head = Table(title="Spend: what the pipeline shows, and the truth", show_header=True)
     head.add_column("figure")
     head.add_column("pipeline", justify="right")
@@ -186,6 +202,8 @@ def print_summary(outcome: Outcome, console: Console) -> dict[str, Any]:
     other.add_row("spend per active customer, night (00-06 UTC) / day",
                   f"{usd(f['night_per_active'])} / {usd(f['day_per_active'])}")
     other.add_row("runaway agent traces", ", ".join(f["runaways"]) or "none")
+    other.add_row("spans exported / seen by the app",
+                  f"{f['spans_exported']:,.0f} / {f['spans_seen']:,.0f}")
     other.add_row("telemetry cost / LLM spend",
                   f"{usd(f['telemetry_cost'])} / {usd(f['spend'])} "
                   f"({pct(f['telemetry_share'])})")
