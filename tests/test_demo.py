@@ -122,7 +122,12 @@ def test_the_command_line_prints_the_summary(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "share of spend of the top 1 % of customers" in result.stdout
     assert "Traces were sampled" in result.stdout
-    assert (tmp_path / "truth.json").exists() and (tmp_path / "processor.db").exists()
+    assert (tmp_path / "processor.db").exists()
+    printed = subprocess.run(
+        [str(Path(sys.executable).with_name("otel-llmcost")), "demo", "--truth",
+         "--sessions", "40", "--customers", "30"], capture_output=True, text=True, timeout=60)
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    assert printed.stdout == (tmp_path / "truth.json").read_text() + "\n"  # the day played
 
 
 def test_the_html_report_renders_in_headless_chromium_without_errors(outcome, tmp_path):

@@ -276,10 +276,17 @@ def main_demo(argv: list[str] | None = None) -> None:
                         help="the app's trace sampling rate (default %(default)s: every "
                              "trace); below 1 the top-1 %% and failed traces are still kept, "
                              "the processor weights the rest, and the cost metrics stay exact")
+    parser.add_argument("--truth", action="store_true",
+                        help="print the day's ground truth (JSON: spend per customer and per "
+                             "conversation, call counts) without playing it, and exit")
     parser.add_argument("--prometheus", action="store_true",
                         help="also run the prometheus binary on the PATH against the demo, "
                              "and keep everything up at the end until Ctrl-C")
     args = parser.parse_args(argv)
+    if args.truth:
+        truth = wl.plan(args.seed, args.customers, args.sessions).truth()
+        print(json.dumps(truth.to_json(), indent=1, sort_keys=True))
+        return
     console = Console()
     hooks = PrometheusHooks(args.out / "prometheus") if args.prometheus else Hooks()
     options = Options(args.seed, args.customers, args.sessions, args.duration, args.out,
