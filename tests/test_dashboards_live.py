@@ -79,6 +79,11 @@ def substitute(expr: str, dashboard: dict[str, Any], span_s: int) -> str:
     return expr
 
 
+def whole_run_s(at: dict[str, float]) -> int:
+    """$__range for a dashboard opened on the whole run."""
+    return math.ceil(at["closed"] - at["start"]) + 5
+
+
 def values(result: dict[str, Any]) -> list[float]:
     """Every sample value of a query answer (vector or matrix)."""
     found = []
@@ -91,7 +96,7 @@ def values(result: dict[str, Any]) -> list[float]:
 def test_every_panel_returns_finite_data(recorded):
     _, hooks = recorded
     prometheus, at = hooks.prometheus, hooks.at
-    span_s = math.ceil(at["closed"] - at["start"]) + 5
+    span_s = whole_run_s(at)
     empty = []
     for where, _, dashboard, target in targets():
         expr = substitute(target["expr"], dashboard, span_s)
@@ -162,7 +167,7 @@ def test_the_runaway_panel_links_the_runaway_trace_ids(recorded):
     panels = [(dashboard, target) for _, _, dashboard, target in targets()
               if target.get("exemplar")]
     assert panels, "no panel asks for exemplars"
-    span_s = math.ceil(hooks.at["closed"] - hooks.at["start"]) + 5
+    span_s = whole_run_s(hooks.at)
     for dashboard, target in panels:
         found = hooks.prometheus.api("query_exemplars",
                                      query=substitute(target["expr"], dashboard, span_s),

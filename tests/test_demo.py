@@ -115,8 +115,9 @@ def test_the_plan_is_seeded_and_has_its_tail():
 
 
 def test_the_command_line_prints_the_summary(tmp_path):
+    cli = str(Path(sys.executable).with_name("otel-llmcost"))
     result = subprocess.run(
-        [str(Path(sys.executable).with_name("otel-llmcost")), "demo", "--duration", "6",
+        [cli, "demo", "--duration", "6",
          "--sessions", "40", "--customers", "30", "--out", str(tmp_path), "--sample-rate", "0.5"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -124,7 +125,7 @@ def test_the_command_line_prints_the_summary(tmp_path):
     assert "Traces were sampled" in result.stdout
     assert (tmp_path / "processor.db").exists()
     printed = subprocess.run(
-        [str(Path(sys.executable).with_name("otel-llmcost")), "demo", "--truth",
+        [cli, "demo", "--truth",
          "--sessions", "40", "--customers", "30"], capture_output=True, text=True, timeout=60)
     assert printed.returncode == 0, printed.stderr[-3000:]
     assert printed.stdout == (tmp_path / "truth.json").read_text() + "\n"  # the day played

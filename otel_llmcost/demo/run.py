@@ -27,6 +27,7 @@ from otel_llmcost import semconv as sc
 from otel_llmcost.demo import workload as wl
 from otel_llmcost.demo.prometheus import LocalPrometheus, free_port
 from otel_llmcost.demo.provider import StandInProvider
+from otel_llmcost.demo.summary import app_sum, print_summary
 from otel_llmcost.processor.engine import Config, Histogram
 from otel_llmcost.processor.service import Processor
 from otel_llmcost.processor.settings import Settings
@@ -143,8 +144,7 @@ def run_demo(options: Options, on_progress: Any = None, hooks: Hooks = Hooks()) 
         else:
             raise RuntimeError(f"the demo app stopped: see {options.out / 'app.log'}")
         app_metrics = _scrape(app_port, options.out / "app-metrics.txt")
-        exported = sum(v for _, v in app_metrics.get(
-            sc.M_TELEMETRY_SPANS_EXPORTED.prometheus, []))
+        exported = app_sum(app_metrics, sc.M_TELEMETRY_SPANS_EXPORTED.prometheus)
         received = _wait_drained(processor, round(exported))
         # The day's windows are still open: their gauges are the whole day's figures.
         _wait_published(processor, clock.now())
@@ -172,7 +172,7 @@ def run_demo(options: Options, on_progress: Any = None, hooks: Hooks = Hooks()) 
     outcome = Outcome(truth, app_metrics, gauges, histograms, counters, runaways, received,
                       calls, errors, time.monotonic() - started)
     truth_path = options.out / "truth.json"
-    truth_path.write_text(json.dumps(truth.to_json(), indent=1, sort_keys=True))
+    truth_path.write_text(truth.to_json())
     outcome.files.update(truth=truth_path, state=state, app_log=options.out / "app.log",
                          app_metrics=options.out / "app-metrics.txt")
     return outcome
@@ -258,7 +258,6 @@ class PrometheusHooks(Hooks):
 def main_demo(argv: list[str] | None = None) -> None:
     """Entry of ``otel-llmcost demo`` (see otel_llmcost.cli)."""
     from otel_llmcost.demo.report import write_report
-    from otel_llmcost.demo.summary import print_summary
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -284,8 +283,7 @@ def main_demo(argv: list[str] | None = None) -> None:
                              "and keep everything up at the end until Ctrl-C")
     args = parser.parse_args(argv)
     if args.truth:
-        truth = wl.plan(args.seed, args.customers, args.sessions).truth()
-        print(json.dumps(truth.to_json(), indent=1, sort_keys=True))
+        print(wl.plan(args.seed, args.customers, args.sessions).truth().to_json())
         return
     console = Console()
     hooks = PrometheusHooks(args.out / "prometheus") if args.prometheus else Hooks()

@@ -52,8 +52,9 @@ def _app_histogram(app: dict[str, list[tuple[dict[str, str], float]]], name: str
     return bounds, counts
 
 
-def _app_sum(app: dict[str, list[tuple[dict[str, str], float]]], name: str,
-             **labels: str) -> float:
+def app_sum(app: dict[str, list[tuple[dict[str, str], float]]], name: str,
+            **labels: str) -> float:
+    """Sum of an app metric's samples over the series that have ``labels``."""
     wanted = {prometheus_label(k): v for k, v in labels.items()}
     return sum(value for found, value in app.get(name, [])
                if all(found.get(k) == v for k, v in wanted.items()))
@@ -86,20 +87,20 @@ def figures(outcome: Outcome) -> dict[str, Any]:
     night = [v for hour, v in per_active.items() if int(hour) < 6]
     daytime = [v for hour, v in per_active.items() if int(hour) >= 6]
     cost = sc.M_COST.prometheus
-    spend = _app_sum(app, cost)
-    saving = _app_sum(app, sc.M_CACHE_SAVINGS.prometheus,
+    spend = app_sum(app, cost)
+    saving = app_sum(app, sc.M_CACHE_SAVINGS.prometheus,
                       **{sc.LLMCOST_CACHE_EFFECT: sc.CACHE_EFFECT_SAVING})
-    premium = _app_sum(app, sc.M_CACHE_SAVINGS.prometheus,
+    premium = app_sum(app, sc.M_CACHE_SAVINGS.prometheus,
                        **{sc.LLMCOST_CACHE_EFFECT: sc.CACHE_EFFECT_PREMIUM})
     tokens = sc.M_TOKENS.prometheus
-    read = _app_sum(app, tokens, **{sc.LLMCOST_TOKEN_KIND: "cache_read"})
-    all_input = read + sum(_app_sum(app, tokens, **{sc.LLMCOST_TOKEN_KIND: kind})
+    read = app_sum(app, tokens, **{sc.LLMCOST_TOKEN_KIND: "cache_read"})
+    all_input = read + sum(app_sum(app, tokens, **{sc.LLMCOST_TOKEN_KIND: kind})
                            for kind in ("input_uncached", "cache_write"))
     failed = sum(v for labels, v in app.get(sc.M_OPERATION_DURATION.prometheus + "_count", [])
                  if labels.get(prometheus_label(sc.ERROR_TYPE)))
-    telemetry = _app_sum(app, sc.M_TELEMETRY_COST.prometheus)
-    seen = _app_sum(app, sc.M_TELEMETRY_SPANS_SEEN.prometheus)
-    exported = _app_sum(app, sc.M_TELEMETRY_SPANS_EXPORTED.prometheus)
+    telemetry = app_sum(app, sc.M_TELEMETRY_COST.prometheus)
+    seen = app_sum(app, sc.M_TELEMETRY_SPANS_SEEN.prometheus)
+    exported = app_sum(app, sc.M_TELEMETRY_SPANS_EXPORTED.prometheus)
     return {
         "spend": spend, "truth_spend": truth.total,
         "top1_share": shares.get("1"), "truth_top1_share": truth.top_share(1.0),
@@ -119,7 +120,7 @@ def figures(outcome: Outcome) -> dict[str, Any]:
         "cache_hit_rate": read / all_input if all_input else None,
         "retries": c.get((sc.M_TRACE_RETRIES.name, ()), 0.0),
         "failed_calls": failed,
-        "unpriced_calls": _app_sum(app, sc.M_UNPRICED_CALLS.prometheus),
+        "unpriced_calls": app_sum(app, sc.M_UNPRICED_CALLS.prometheus),
         "runaways": outcome.runaway_ids,
         "telemetry_cost": telemetry, "telemetry_share": telemetry / spend if spend else None,
         "spans_seen": seen, "spans_exported": exported, "sampled": exported < seen,

@@ -129,8 +129,9 @@ class Truth:
         k = max(1, math.ceil(len(ranked) * percent / 100))
         return sum(ranked[:k]) / self.total if ranked else 0.0
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_json(self) -> str:
+        """The truth as the demo writes it (truth.json) and prints it (--truth)."""
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
 
 
 @dataclass(frozen=True)
