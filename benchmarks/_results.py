@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import platform
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -82,3 +84,31 @@ def machine(packages: Sequence[str], tools: str) -> list[str]:
 def valgrind_version() -> str:
     return subprocess.run(["valgrind", "--version"], check=False, capture_output=True,
                           text=True).stdout.strip()
+
+
+def spawn(cmd: Sequence[str], env: dict[str, str]) -> dict[str, Any]:
+    """Run a benchmark child; its last stdout line is its JSON result. On failure:
+    ``{"error": last stderr line, "stderr": its tail}``."""
+    proc = subprocess.run(list(cmd), check=False, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {"error": tail, "stderr": proc.stderr[-4000:]}
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["stderr"] = proc.stderr[-2000:]
+    return result
+
+
+_TOTALS = re.compile(r"^totals:\s+(\d+)", re.MULTILINE)
+
+
+def callgrind(cmd: Sequence[str], out: Path, env: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    """Instructions a child counted between its callgrind toggles, and its result."""
+    result = spawn(["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                    f"--callgrind-out-file={out}", *cmd], env)
+    if "error" in result:
+        raise RuntimeError(f"callgrind run {out.name} failed: {result['error']}\n"
+                           f"{result.get('stderr', '')}")
+    match = _TOTALS.search(out.read_text())
+    if match is None:
+        raise RuntimeError(f"no instruction total in {out}")
+    return int(match.group(1)), result

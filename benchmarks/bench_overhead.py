@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -254,12 +252,7 @@ def _child_cmd(run: Run, calls: int, warmup: int, callgrind: bool) -> list[str]:
 
 
 def _spawn(cmd: list[str]) -> dict[str, Any]:
-    proc = subprocess.run(cmd, check=False, env=_env(), capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return {"error": tail}
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return _results.spawn(cmd, _env())
 
 
 def sanity(runs: list[Run]) -> dict[Run, dict[str, Any]]:
@@ -282,20 +275,9 @@ def excluded(runs: list[Run], checks: dict[Run, dict[str, Any]]) -> dict[str, st
     return reasons
 
 
-_TOTALS = re.compile(r"^totals:\s+(\d+)", re.MULTILINE)
-
-
 def _instructions(run: Run, calls: int, warmup: int, out_dir: Path) -> int:
     out = out_dir / f"callgrind.{run.label}.{calls}.out"
-    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-           f"--callgrind-out-file={out}", *_child_cmd(run, calls, warmup, callgrind=True)]
-    result = _spawn(cmd)
-    if "error" in result:
-        raise RuntimeError(f"callgrind run {run.label} x{calls} failed: {result['error']}")
-    match = _TOTALS.search(out.read_text())
-    if match is None:
-        raise RuntimeError(f"no instruction total in {out}")
-    return int(match.group(1))
+    return _results.callgrind(_child_cmd(run, calls, warmup, callgrind=True), out, _env())[0]
 
 
 def instructions_per_call(runs: list[Run], sizes: dict[str, tuple[int, int]], warmup: int,

@@ -19,9 +19,7 @@ import json
 import math
 import os
 import random
-import re
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -576,31 +574,13 @@ def _child_cmd(run: Run, start: int, calls: int, pace: float = 0.0, callgrind: b
 
 
 def _spawn(run: Run, cmd: list[str]) -> dict[str, Any]:
-    proc = subprocess.run(cmd, check=False, env=_env(run.config), capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return {"error": tail, "stderr": proc.stderr[-4000:]}
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["stderr"] = proc.stderr[-2000:]
-    return result
-
-
-_TOTALS = re.compile(r"^totals:\s+(\d+)", re.MULTILINE)
+    return _results.spawn(cmd, _env(run.config))
 
 
 def _instructions(run: Run, start: int, calls: int, out_dir: Path) -> tuple[int, dict[str, Any]]:
     out = out_dir / f"callgrind.sampling.{run.label}.{calls}.out"
-    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-           f"--callgrind-out-file={out}", *_child_cmd(run, start, calls, callgrind=True)]
-    result = _spawn(run, cmd)
-    if "error" in result:
-        raise RuntimeError(f"callgrind run {run.label} x{calls} failed: {result['error']}\n"
-                           f"{result.get('stderr', '')}")
-    match = _TOTALS.search(out.read_text())
-    if match is None:
-        raise RuntimeError(f"no instruction total in {out}")
-    return int(match.group(1)), result
+    return _results.callgrind(_child_cmd(run, start, calls, callgrind=True), out,
+                              _env(run.config))
 
 
 @dataclass

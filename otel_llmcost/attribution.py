@@ -1,4 +1,5 @@
-"""Who pays for a call: customer, conversation and feature, from code scope or baggage.
+"""Who pays for a call: customer (and tier), conversation and feature, from code scope or
+baggage.
 
 `attributes()` stores the values in a context variable, so they follow asyncio tasks and
 nested scopes. Threads do not inherit context variables, so on first use we wrap
@@ -31,7 +32,8 @@ _patch_lock = threading.Lock()
 
 
 class attributes:  # noqa: N801 - used like a function: `with attributes(...)` / `@attributes(...)`
-    """Attribute every LLM call in this scope to a customer, conversation and feature.
+    """Attribute every LLM call in this scope to a customer (and its tier, which budgets
+    can select on), a conversation and a feature.
 
     Works as a context manager (sync and async) and as a decorator. Nested scopes
     override only the keys they set. Values are strings; None leaves a key as it was.
@@ -40,10 +42,11 @@ class attributes:  # noqa: N801 - used like a function: `with attributes(...)` /
     __slots__ = ("_values", "_tokens")
 
     def __init__(self, *, customer_id: str | None = None, conversation_id: str | None = None,
-                 feature: str | None = None) -> None:
+                 feature: str | None = None, customer_tier: str | None = None) -> None:
         values = {semconv.LLMCOST_CUSTOMER_ID: customer_id,
                   semconv.GEN_AI_CONVERSATION_ID: conversation_id,
-                  semconv.LLMCOST_FEATURE: feature}
+                  semconv.LLMCOST_FEATURE: feature,
+                  semconv.LLMCOST_CUSTOMER_TIER: customer_tier}
         self._values = {k: str(v) for k, v in values.items() if v is not None}
         self._tokens: list[contextvars.Token[Mapping[str, str] | None]] = []
         _patch_threads()

@@ -51,6 +51,7 @@ LLMCOST_SERVICE_TIER: Final = "llmcost.service_tier"
 LLMCOST_RETRIES: Final = "llmcost.retries"
 LLMCOST_CUSTOMER_ID: Final = "llmcost.customer.id"
 LLMCOST_FEATURE: Final = "llmcost.feature"
+LLMCOST_CUSTOMER_TIER: Final = "llmcost.customer.tier"  # the customer's plan, for budgets
 # Set by the scale-out gateway (collector/gateway.yaml) and used as its routing key.
 LLMCOST_ROUTE: Final = "llmcost.route"
 LLMCOST_SAMPLING_ADJUSTED_COUNT: Final = "llmcost.sampling.adjusted_count"
@@ -88,7 +89,8 @@ OP_CHAT: Final = "chat"
 OP_EMBEDDINGS: Final = "embeddings"
 
 # Baggage keys read for attribution (same spelling as the span attributes).
-BAGGAGE_KEYS: Final = (LLMCOST_CUSTOMER_ID, GEN_AI_CONVERSATION_ID, LLMCOST_FEATURE)
+BAGGAGE_KEYS: Final = (LLMCOST_CUSTOMER_ID, GEN_AI_CONVERSATION_ID, LLMCOST_FEATURE,
+                       LLMCOST_CUSTOMER_TIER)
 
 # --- Metrics: (name, unit) ---------------------------------------------------------
 METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
@@ -405,6 +407,46 @@ M_PROCESSOR_FORWARD_RETRIES: Final = MetricDef(
 M_PROCESSOR_FORWARD_QUEUED: Final = MetricDef(
     "llmcost.processor.forward.queued", "gauge", UNIT_REQUEST,
     "Export requests waiting to be forwarded (the queue is bounded).")
+
+# --- Budgets (the app's process): reservations before calls, actual cost after ----------
+LLMCOST_BUDGET_NAME: Final = "llmcost.budget.name"
+LLMCOST_BUDGET_ENFORCED: Final = "llmcost.budget.enforced"  # "true": refused; "false": recorded
+LLMCOST_BUDGET_LIMIT: Final = "llmcost.budget.limit"  # which limit: soft or hard
+BUDGET_LIMITS: Final = ("soft", "hard")
+LLMCOST_BUDGET_THRESHOLD: Final = "llmcost.budget.threshold"  # of the soft limit: 0.8 or 1
+BUDGET_THRESHOLDS: Final = (0.8, 1.0)
+LLMCOST_BUDGET_UNACCOUNTED_REASON: Final = "llmcost.budget.unaccounted_reason"
+UNACCOUNTED_STORE: Final = "store_unavailable"  # the store failed and the budget fails open
+UNACCOUNTED_UNPRICED: Final = "unpriced"  # the model has no price: nothing to reserve
+UNACCOUNTED_REASONS: Final = (UNACCOUNTED_STORE, UNACCOUNTED_UNPRICED)
+# Per-customer budgets label their gauges with the customer id, for the top K only.
+BUDGET_ATTRIBUTES: Final = (LLMCOST_BUDGET_NAME, LLMCOST_CUSTOMER_ID)
+M_BUDGET_SPENT: Final = MetricDef(
+    "llmcost.budget.spent", "gauge", UNIT_USD,
+    "Actual spend of the budget's current period (per-customer budgets: the top K).",
+    BUDGET_ATTRIBUTES)
+M_BUDGET_RESERVED: Final = MetricDef(
+    "llmcost.budget.reserved", "gauge", UNIT_USD,
+    "Worst-case cost reserved by calls in flight, not yet replaced by their actual cost.",
+    BUDGET_ATTRIBUTES)
+M_BUDGET_LIMIT: Final = MetricDef(
+    "llmcost.budget.limit", "gauge", UNIT_USD, "A budget's soft and hard limit per period.",
+    (LLMCOST_BUDGET_NAME, LLMCOST_BUDGET_LIMIT))
+M_BUDGET_REFUSED: Final = MetricDef(
+    "llmcost.budget.refused", "counter", UNIT_CALL,
+    "Calls whose worst case would cross a hard limit: refused, or only recorded when the "
+    "budget is not enforced.", (LLMCOST_BUDGET_NAME, LLMCOST_BUDGET_ENFORCED))
+M_BUDGET_NOTIFICATIONS: Final = MetricDef(
+    "llmcost.budget.notifications", "counter", "{notification}",
+    "Soft-limit thresholds crossed (each once per budget, subject and period).",
+    (LLMCOST_BUDGET_NAME, LLMCOST_BUDGET_THRESHOLD))
+M_BUDGET_UNACCOUNTED: Final = MetricDef(
+    "llmcost.budget.unaccounted", "counter", UNIT_CALL,
+    "Calls allowed without a reservation (store unavailable and failing open, or unpriced).",
+    (LLMCOST_BUDGET_UNACCOUNTED_REASON,))
+BUDGET_METRICS: Final = (M_BUDGET_SPENT, M_BUDGET_RESERVED, M_BUDGET_LIMIT, M_BUDGET_REFUSED,
+                         M_BUDGET_NOTIFICATIONS, M_BUDGET_UNACCOUNTED)
+
 ROLLUP_METRICS: Final = (
     M_CONVERSATION_COST, M_CONVERSATION_TURNS, M_TURN_COST, M_TURN_INPUT_TOKENS,
     M_TRACE_COST, M_TRACE_LLM_CALLS, M_TRACE_TOOL_CALLS, M_TRACE_RETRIES, M_TRACE_DURATION,
@@ -434,6 +476,7 @@ ENV_CONTENT_MAX_CHARS: Final = "LLMCOST_CONTENT_MAX_CHARS"
 ENV_OTEL_CAPTURE_CONTENT: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENV_TELEMETRY_USD_PER_GB: Final = "LLMCOST_TELEMETRY_USD_PER_GB"
 ENV_TELEMETRY_USD_PER_MILLION_SPANS: Final = "LLMCOST_TELEMETRY_USD_PER_MILLION_SPANS"
+ENV_BUDGETS_FILE: Final = "LLMCOST_BUDGETS_FILE"  # YAML: budgets and their store
 
 # The processor: every setting is LLMCOST_PROCESSOR_<NAME> (NAME = a field of
 # processor.settings.Settings or processor.engine.Config, upper-cased), or <name> in the

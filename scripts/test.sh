@@ -7,11 +7,13 @@ PYTHON="${PYTHON:-python3}"
 
 # Debian packages the tests use: a real Prometheus (and promtool) scraping the processor
 # and the demo, openssl for the receivers' TLS certificates, chromium to render the demo's
-# HTML report. The tests fail without them, so they are installed here.
+# HTML report, redis-server for the budgets' Redis store. The tests fail without them, so
+# they are installed here.
 missing=()
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v chromium >/dev/null || missing+=(chromium)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if [ "${#missing[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -17,7 +17,8 @@ MSGS = [{"role": "user", "content": "hi"}]
 
 
 def who(span):
-    return tuple(span.attributes.get(k) for k in sc.BAGGAGE_KEYS)
+    return tuple(span.attributes.get(k) for k in (
+        sc.LLMCOST_CUSTOMER_ID, sc.GEN_AI_CONVERSATION_ID, sc.LLMCOST_FEATURE))
 
 
 def call(client, **kw):
@@ -102,15 +103,18 @@ def test_asyncio_tasks_keep_their_own_scope(telemetry, async_openai_client):
 def test_baggage_sets_attribution_and_scope_wins(telemetry, openai_client):
     ctx = baggage.set_baggage(sc.LLMCOST_CUSTOMER_ID, "from-baggage")
     ctx = baggage.set_baggage(sc.LLMCOST_FEATURE, "web", ctx)
+    ctx = baggage.set_baggage(sc.LLMCOST_CUSTOMER_TIER, "free", ctx)
     token = context.attach(ctx)
     try:
         call(openai_client)
-        with otel_llmcost.attributes(customer_id="from-code"):
+        with otel_llmcost.attributes(customer_id="from-code", customer_tier="pro"):
             call(openai_client)
     finally:
         context.detach(token)
-    assert [who(s) for s in telemetry.finished()] == [
+    spans = telemetry.finished()
+    assert [who(s) for s in spans] == [
         ("from-baggage", None, "web"), ("from-code", None, "web")]
+    assert [s.attributes[sc.LLMCOST_CUSTOMER_TIER] for s in spans] == ["free", "pro"]
 
 
 def test_responses_conversation_param_does_not_override_scope(telemetry, openai_client):

@@ -16,7 +16,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from otel_llmcost import _env, _faults, attribution, pricing, semconv as sc, tokens
+from otel_llmcost import _env, _faults, attribution, budgets, pricing, semconv as sc, tokens
 from otel_llmcost.instrumentation import _content
 from otel_llmcost.instrumentation._counters import Key, PartitionedCounter
 from otel_llmcost.instrumentation._types import Reply, Request
@@ -58,7 +58,7 @@ class Invocation:
     """One LLM call in flight. `end()` is idempotent and never raises."""
 
     __slots__ = ("_tel", "request", "span", "_context", "_start", "_token", "_current",
-                 "retries", "_ended", "_metric_attrs", "first_chunk_at")
+                 "retries", "_ended", "_metric_attrs", "first_chunk_at", "_scope", "_hold")
 
     def __init__(self, tel: Telemetry, request: Request, server: tuple[str | None, int | None]
                  ) -> None:
@@ -67,7 +67,8 @@ class Invocation:
         self.retries = 0
         self._ended = False
         self.first_chunk_at: float | None = None
-        scope = attribution.current()
+        self._hold: budgets.Hold | None = None
+        self._scope = scope = attribution.current()
         model = request.model
         attrs: dict[str, Any] = {
             sc.GEN_AI_OPERATION_NAME: request.operation,
@@ -103,7 +104,18 @@ class Invocation:
         self._token = otel_context.attach(self._context)
 
     def __enter__(self) -> Invocation:
-        """Enter the provider call: SDK retries inside it are counted on this invocation."""
+        """Enter the provider call: reserve its worst case on the budgets in force (raising,
+        before anything is sent, if it must not be made); SDK retries inside it are
+        counted on this invocation."""
+        ledger = budgets.active()
+        if ledger is not None:
+            req = self.request
+            try:
+                self._hold = ledger.reserve(req.provider, req.operation, req.model,
+                                            req.max_tokens, req.input_texts, self._scope)
+            except budgets.BudgetError as refusal:
+                self.fail(refusal)
+                raise
         self._current = CURRENT.set(self)
         return self
 
@@ -130,14 +142,20 @@ class Invocation:
             return
         self._ended = True
         self.detach()
+        # What the call cost, for its budget reservation: nothing if it failed without a
+        # reply, None (unknown) if it has a reply we could not price or never read.
+        actual: float | None = 0.0 if reply is None and exc is not None else None
         try:
-            self._record(reply, exc)
+            actual = self._record(reply, exc)
         except Exception as fault:  # noqa: BLE001 - never break the app
             _faults.report("invocation.end", fault)
         finally:
             self.span.end()
+            if self._hold is not None:
+                self._hold.settle(actual)
 
-    def _record(self, reply: Reply | None, exc: BaseException | None) -> None:
+    def _record(self, reply: Reply | None, exc: BaseException | None) -> float | None:
+        """Annotate the span and record metrics; returns the call's cost (USD) if known."""
         tel, span, req = self._tel, self.span, self.request
         elapsed = time.perf_counter() - self._start
         recording = span.is_recording()
@@ -155,7 +173,7 @@ class Invocation:
         if reply is None:
             if recording and self.retries:
                 span.set_attribute(sc.LLMCOST_RETRIES, self.retries)
-            return
+            return 0.0 if exc is not None else None
         usage = reply.usage
         if usage is None and reply.output_text is not None:
             usage = _estimate(req, reply.output_text)
@@ -169,6 +187,8 @@ class Invocation:
             _record_usage(tel, mattrs, key, usage)
         if cost is not None:
             _record_cost(tel, mattrs, key, cost, ctx)
+            return cost.amount
+        return None
 
 
 def _capture(tel: Telemetry, span: Any, req: Request, reply: Reply | None) -> None:

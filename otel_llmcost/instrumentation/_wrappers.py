@@ -19,7 +19,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 from wrapt import wrap_function_wrapper
 
-from otel_llmcost import _faults, pricing, semconv as sc, tokens
+from otel_llmcost import _faults, budgets, pricing, semconv as sc, tokens
 from otel_llmcost.instrumentation._streams import (
     AsyncRawResponseProxy, AsyncStreamProxy, RawResponseProxy, StreamManagerProxy,
     StreamProxy)
@@ -198,6 +198,7 @@ class LLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         tel = _telemetry(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
         tokens.start_loading()
         pricing.preload()
+        budgets.configure_from_env(kwargs.get("meter_provider"))
         _warn_about_other_instrumentations(self.package, self.entry_point)
         if self.builtin_tracing:
             _warn_about_builtin_tracing(self.package, self.entry_point, *self.builtin_tracing)

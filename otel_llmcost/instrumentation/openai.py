@@ -312,8 +312,10 @@ class EmbeddingsAdapter:
     """``embeddings.create``: input tokens only."""
 
     def request(self, kwargs: dict[str, Any]) -> tuple[Request, dict[str, Any]]:
+        value = kwargs.get("input")
         return Request(provider=sc.PROVIDER_OPENAI, operation=sc.OP_EMBEDDINGS,
-                       model=kwargs.get("model"), max_tokens=None, stream=False), kwargs
+                       model=kwargs.get("model"), max_tokens=None, stream=False,
+                       input_texts=lambda: _embedding_texts(value)), kwargs
 
     def reply(self, response: Any) -> Reply:
         usage = response.usage
@@ -322,6 +324,13 @@ class EmbeddingsAdapter:
 
     def accumulator(self, request: Request) -> Any:
         raise TypeError("embeddings do not stream")
+
+
+def _embedding_texts(value: Any) -> Iterable[str]:
+    """The texts of an embeddings input (a string or a list; token arrays are skipped)."""
+    if isinstance(value, str):
+        return (value,)
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else ()
 
 
 _CHAT, _RESPONSES, _EMBEDDINGS = ChatAdapter(), ResponsesAdapter(), EmbeddingsAdapter()
