@@ -71,6 +71,10 @@ TOP_PERCENT, HOUR, TURN = lb(sc.LLMCOST_TOP_PERCENT), lb(sc.LLMCOST_HOUR_OF_DAY)
     lb(sc.LLMCOST_TURN_BUCKET)
 RULE, REASON, DROP = lb(sc.LLMCOST_SAMPLING_RULE), lb(sc.LLMCOST_RUNAWAY_REASON), \
     lb(sc.LLMCOST_SAMPLING_DROP_REASON)
+BUDGET, LIMIT, ENFORCED = lb(sc.LLMCOST_BUDGET_NAME), lb(sc.LLMCOST_BUDGET_LIMIT), \
+    lb(sc.LLMCOST_BUDGET_ENFORCED)
+UNACCOUNTED, ANOMALY_KIND, ANOMALY_SEVERITY = lb(sc.LLMCOST_BUDGET_UNACCOUNTED_REASON), \
+    lb(sc.LLMCOST_ANOMALY_KIND), lb(sc.LLMCOST_ANOMALY_SEVERITY)
 
 # Selectors: the app's call metrics by service, provider, model and feature; the
 # processor's rollups by processor job and customer window.
@@ -546,7 +550,103 @@ def observability_tax() -> Board:
     return b
 
 
-BOARDS = (overview, tail_cost, conversations, cache_and_waste, observability_tax)
+# ----------------------------------------------------------------------------- Guardrails
+
+
+def budget_use(selector: str, by: str) -> str:
+    """Spend ÷ hard limit of the budgets' current periods. Every process of an app reports
+    the shared budgets it touched (the same figures with a SQLite or Redis store): max."""
+    spent = f"max by ({by}) ({m(sc.M_BUDGET_SPENT)}{{{selector}}})"
+    hard = (f'max by ({BUDGET}) ({m(sc.M_BUDGET_LIMIT)}{{{SVC}, {BUDGET}=~"$budget", '
+            f'{LIMIT}="hard"}})')
+    return f"{spent} / on ({BUDGET}) group_left {hard}"
+
+
+def guardrails() -> Board:
+    refused, anomaly = m(sc.M_BUDGET_REFUSED), m(sc.M_ANOMALY)
+    shared = f'{SVC}, {BUDGET}=~"$budget", {CUSTOMER}=""'
+    each = f'{SVC}, {BUDGET}=~"$budget", {CUSTOMER}!=""'
+    b = Board("otel-llmcost-guardrails", "LLM cost: budgets and anomalies",
+              "Budgets that reserve a call's worst case before it is sent (utilisation, "
+              "refusals, reservations in flight) and the processor's anomalies: spend rising "
+              "faster than its baseline, agent traces that never stop.",
+              [datasource(),
+               variable("job", "Service", f"label_values({m(sc.M_BUDGET_LIMIT)}, {JOB})",
+                        "The Prometheus job of the instrumented app (its service name)."),
+               variable("budget", "Budget",
+                        f"label_values({m(sc.M_BUDGET_LIMIT)}{{{SVC}}}, {BUDGET})",
+                        "llmcost.budget.name, from the budgets file."),
+               variable("processor", "Processor",
+                        f"label_values({m(sc.M_CUSTOMER_ACTIVE)}, {JOB})",
+                        "The Prometheus job of otel-llmcost-processor (all its replicas).")])
+    b.row("Budgets")
+    b.add(bars(), "Shared budgets: spent ÷ hard limit",
+          "Tier, feature and global budgets (one counter for every call they cover): actual "
+          "spend of the current day or month divided by the hard limit. At 1, enforced "
+          "budgets refuse calls.", RATIO,
+          [Q(budget_use(shared, BUDGET), f"{{{{{BUDGET}}}}}", instant=True)], w=12)
+    b.add(bars(), "Per-customer budgets: the 20 most used",
+          "Budgets with one counter per customer: the customers closest to their hard limit "
+          "(each process reports its top K spenders).", RATIO,
+          [Q(f"topk(20, {budget_use(each, f'{BUDGET}, {CUSTOMER}')})",
+             f"{{{{{BUDGET}}}}} {{{{{CUSTOMER}}}}}", instant=True)], w=12)
+    b.add(stat_panel(), "Calls refused",
+          "Calls an enforced budget refused before sending anything, over the time range.",
+          COUNT, [Q(f'sum(increase({refused}{{{SVC}, {BUDGET}=~"$budget", {ENFORCED}="true"}}'
+                    f"[$__range])) or vector(0)", "refused", instant=True)], w=6, h=5)
+    b.add(stat_panel(), "Would have been refused",
+          "Calls past a hard limit of a budget that is not enforced (enforce: false): what "
+          "enforcing it would refuse, over the time range.", COUNT,
+          [Q(f'sum(increase({refused}{{{SVC}, {BUDGET}=~"$budget", {ENFORCED}="false"}}'
+             f"[$__range])) or vector(0)", "would refuse", instant=True)], w=6, h=5)
+    b.add(stat_panel(), "Soft-limit notifications",
+          "80 % and 100 % of soft limits crossed (each once per budget, customer and period), "
+          "over the time range.", COUNT,
+          [Q(f"sum(increase({m(sc.M_BUDGET_NOTIFICATIONS)}"
+             f'{{{SVC}, {BUDGET}=~"$budget"}}[$__range])) or vector(0)', "notifications",
+             instant=True)], w=6, h=5)
+    b.add(stat_panel(), "Calls not accounted",
+          "Calls allowed without a reservation: the budget store was unavailable (and budgets "
+          "fail open) or the model has no price, over the time range.", COUNT,
+          [Q(f"sum(increase({m(sc.M_BUDGET_UNACCOUNTED)}{{{SVC}}}[$__range])) or vector(0)",
+             "unaccounted", instant=True)], w=6, h=5)
+    b.add(timeseries.Panel(), "Refused calls per second, by budget",
+          "Refused (enforced) and would-be-refused (not enforced) calls.", "reqps",
+          [Q(f'sum by ({BUDGET}, {ENFORCED}) (rate({refused}{{{SVC}, {BUDGET}=~"$budget"}}'
+             "[$__rate_interval]))", f"{{{{{BUDGET}}}}} enforced={{{{{ENFORCED}}}}}")])
+    b.add(timeseries.Panel(), "Reservations outstanding, by budget",
+          "Worst-case cost reserved by calls in flight and not yet replaced by their actual "
+          "cost. It should fall back to 0 between bursts; a floor that stays up means "
+          "reservations of processes that died (they lapse after reservation_ttl_s).", USD,
+          [Q(f"sum by ({BUDGET}) (max by ({BUDGET}, {CUSTOMER}) "
+             f'({m(sc.M_BUDGET_RESERVED)}{{{SVC}, {BUDGET}=~"$budget"}}))',
+             f"{{{{{BUDGET}}}}}")])
+    b.row("Anomalies")
+    b.add(stat_panel(), "Anomalies in progress",
+          "Spend anomalies (global, per customer) and runaway agent traces active now.",
+          COUNT, [Q(f"sum({anomaly}{{{PROC}}}) or vector(0)", "active", instant=True)],
+          w=6, h=5)
+    b.add(stat_panel(), "Anomalies started",
+          "Anomalies the processor detected over the time range (all kinds).", COUNT,
+          [Q(f"sum(increase({m(sc.M_ANOMALY_DETECTED)}{{{PROC}}}[$__range])) or vector(0)",
+             "started", instant=True)], w=6, h=5)
+    b.add(bars(), "Anomalies started, by kind and severity",
+          "global_spend and customer_spend: spend rising faster than its own baseline, "
+          "sustained; runaway_trace: an agent trace past the runaway limits while still open. "
+          "Details, customer ids and example trace ids: the processor's OTLP log records "
+          "(event llmcost.anomaly) or GET /anomalies.", COUNT,
+          [Q(f"sum by ({ANOMALY_KIND}, {ANOMALY_SEVERITY}) "
+             f"(increase({m(sc.M_ANOMALY_DETECTED)}{{{PROC}}}[$__range]))",
+             f"{{{{{ANOMALY_KIND}}}}} {{{{{ANOMALY_SEVERITY}}}}}", instant=True)], w=12, h=5)
+    b.add(timeseries.Panel(), "Anomalies started per hour, by kind",
+          "How often each kind of anomaly starts. An anomaly lasts minutes: the processor's "
+          "OTLP log records (event llmcost.anomaly) say whose it was, with example trace ids.",
+          COUNT, [Q(f"sum by ({ANOMALY_KIND}) (rate({m(sc.M_ANOMALY_DETECTED)}{{{PROC}}}"
+                    "[$__rate_interval])) * 3600", f"{{{{{ANOMALY_KIND}}}}}")], w=24)
+    return b
+
+
+BOARDS = (overview, tail_cost, conversations, cache_and_waste, observability_tax, guardrails)
 
 
 def render() -> dict[str, str]:

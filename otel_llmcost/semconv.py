@@ -359,6 +359,36 @@ M_PROCESSOR_LATE_SPANS: Final = MetricDef(
     "Spans that came after their trace closed (entity trace: left out of its "
     "distributions) or their customer window closed (entity customer: their spend went "
     "to the newest window).", (LLMCOST_ENTITY,))
+# Anomalies: spend rising faster than its baseline (global total, one customer), and
+# agent traces past the runaway limits while still open.
+LLMCOST_ANOMALY_KIND: Final = "llmcost.anomaly.kind"
+ANOMALY_GLOBAL: Final = "global_spend"
+ANOMALY_CUSTOMER: Final = "customer_spend"
+ANOMALY_RUNAWAY_TRACE: Final = "runaway_trace"
+ANOMALY_KINDS: Final = (ANOMALY_GLOBAL, ANOMALY_CUSTOMER, ANOMALY_RUNAWAY_TRACE)
+LLMCOST_ANOMALY_SEVERITY: Final = "llmcost.anomaly.severity"
+SEVERITY_WARNING: Final = "warning"
+SEVERITY_CRITICAL: Final = "critical"  # 3× past its threshold; a runaway trace always
+ANOMALY_SEVERITIES: Final = (SEVERITY_WARNING, SEVERITY_CRITICAL)
+# The processor's OTLP log record of an anomaly that started or cleared: event name, and
+# attributes beside kind, severity and llmcost.customer.id.
+ANOMALY_EVENT: Final = "llmcost.anomaly"
+LLMCOST_ANOMALY_STATE: Final = "llmcost.anomaly.state"
+ANOMALY_STARTED: Final = "started"
+ANOMALY_CLEARED: Final = "cleared"
+LLMCOST_ANOMALY_TRACE_IDS: Final = "llmcost.anomaly.trace_ids"  # hex, costliest first
+LLMCOST_ANOMALY_RATE: Final = "llmcost.anomaly.rate_usd_per_hour"  # spend kinds
+LLMCOST_ANOMALY_BASELINE: Final = "llmcost.anomaly.baseline_usd_per_hour"
+LLMCOST_ANOMALY_COST: Final = "llmcost.anomaly.trace_cost_usd"  # runaway traces
+LLMCOST_ANOMALY_LLM_CALLS: Final = "llmcost.anomaly.trace_llm_calls"
+M_ANOMALY: Final = MetricDef(
+    "llmcost.anomaly", "gauge", "{anomaly}",
+    "1 for each anomaly in progress (customer: the customer's id; the global total and "
+    "traces without a customer: empty).",
+    (LLMCOST_ANOMALY_KIND, LLMCOST_ANOMALY_SEVERITY, LLMCOST_CUSTOMER_ID))
+M_ANOMALY_DETECTED: Final = MetricDef(
+    "llmcost.anomaly.detected", "counter", "{anomaly}", "Anomalies started.",
+    (LLMCOST_ANOMALY_KIND, LLMCOST_ANOMALY_SEVERITY))
 LLMCOST_TRANSPORT: Final = "llmcost.transport"  # "http" or "grpc"
 TRANSPORTS: Final = ("http", "grpc")
 LLMCOST_REQUEST_OUTCOME: Final = "llmcost.request.outcome"
@@ -452,7 +482,8 @@ ROLLUP_METRICS: Final = (
     M_TRACE_COST, M_TRACE_LLM_CALLS, M_TRACE_TOOL_CALLS, M_TRACE_RETRIES, M_TRACE_DURATION,
     M_TRACE_DEPTH, M_TRACE_RUNAWAY, M_OUTPUT_MAX_TOKENS_RATIO, M_CUSTOMER_WINDOW_COST,
     M_CUSTOMER_SPEND_SHARE, M_CUSTOMER_TOP_COST, M_CUSTOMER_ACTIVE, M_CUSTOMER_COST_PER_ACTIVE,
-    M_PROCESSOR_OPEN, M_PROCESSOR_EVICTIONS, M_PROCESSOR_LATE_SPANS)
+    M_PROCESSOR_OPEN, M_PROCESSOR_EVICTIONS, M_PROCESSOR_LATE_SPANS, M_ANOMALY,
+    M_ANOMALY_DETECTED)
 # The service's own metrics (receivers, queue, checkpoints, forwarding).
 SERVICE_METRICS: Final = (
     M_PROCESSOR_RECEIVED_SPANS, M_PROCESSOR_REJECTED_SPANS, M_PROCESSOR_REQUESTS,

@@ -18,8 +18,8 @@ SCRAPE_LABELS = frozenset({"job", "instance", "le"})
 def _exported() -> dict[str, MetricDef]:
     """Every Prometheus sample name the instrumentation and the processor export."""
     names: dict[str, MetricDef] = {}
-    for metric in (*sc.INSTRUMENTATION_METRICS, *sc.TELEMETRY_METRICS, *sc.ROLLUP_METRICS,
-                   *sc.SERVICE_METRICS):
+    for metric in (*sc.INSTRUMENTATION_METRICS, *sc.TELEMETRY_METRICS, *sc.BUDGET_METRICS,
+                   *sc.ROLLUP_METRICS, *sc.SERVICE_METRICS):
         suffixes = ("_bucket", "_sum", "_count") if metric.kind == "histogram" else ("",)
         for suffix in suffixes:
             names[metric.prometheus + suffix] = metric

@@ -3,7 +3,7 @@
 Why: tests that run an app under the real ``opentelemetry-instrument`` command must see
 what the real OTLP/HTTP exporter really sends (batching, resource, tracestate, cumulative
 metric exports), not what an in-process exporter would have been handed. This receiver
-accepts ``POST /v1/traces`` and ``POST /v1/metrics`` (protobuf, gzip-compressed or not),
+accepts ``POST /v1/traces``, ``/v1/metrics`` and ``/v1/logs`` (protobuf, gzip or not),
 decodes them with the official ``opentelemetry-proto`` messages, answers 200 with an
 empty ``Export*ServiceResponse``, and keeps spans and metric points as plain dicts so
 that assertions read like the data. Standard library plus ``opentelemetry-proto`` only.
@@ -19,6 +19,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self, TypedDict
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
@@ -31,7 +35,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-__all__ = ["MetricPoint", "OtlpSink", "SpanRecord"]
+__all__ = ["LogRecord", "MetricPoint", "OtlpSink", "SpanRecord"]
 
 _SERVICE_NAME = "service.name"
 
@@ -102,6 +106,30 @@ def _decode_spans(request: ExportTraceServiceRequest) -> list[SpanRecord]:
     return out
 
 
+class LogRecord(TypedDict):
+    """One received log record, decoded."""
+
+    service: str
+    scope: str
+    time_ns: int
+    severity_text: str
+    severity_number: int
+    event_name: str
+    body: Any
+    trace_id: str  # 32 hex digits, "" when unset
+    attributes: dict[str, Any]
+
+
+def _decode_logs(request: ExportLogsServiceRequest) -> list[LogRecord]:
+    return [LogRecord(service=_service(rl.resource.attributes), scope=sl.scope.name,
+                      time_ns=record.time_unix_nano, severity_text=record.severity_text,
+                      severity_number=record.severity_number, event_name=record.event_name,
+                      body=_value(record.body), trace_id=record.trace_id.hex(),
+                      attributes=_attributes(record.attributes))
+            for rl in request.resource_logs for sl in rl.scope_logs
+            for record in sl.log_records]
+
+
 def _decode_metric(service: str, scope: str, metric: Metric) -> list[MetricPoint]:
     kind = metric.WhichOneof("data")
     if kind in ("sum", "gauge"):
@@ -143,6 +171,7 @@ class OtlpSink:
         self._lock = threading.Lock()
         self._spans: list[SpanRecord] = []
         self._metric_exports: list[list[MetricPoint]] = []
+        self._logs: list[LogRecord] = []
         self.trace_bytes = 0
         self.errors: list[str] = []  # requests the sink could not decode: a test should fail
         self._server: ThreadingHTTPServer | None = None
@@ -154,6 +183,11 @@ class OtlpSink:
     def spans(self) -> list[SpanRecord]:
         with self._lock:
             return list(self._spans)
+
+    @property
+    def logs(self) -> list[LogRecord]:
+        with self._lock:
+            return list(self._logs)
 
     @property
     def metric_exports(self) -> list[list[MetricPoint]]:
@@ -211,6 +245,11 @@ class OtlpSink:
             with self._lock:
                 self._metric_exports.append(points)
             return ExportMetricsServiceResponse().SerializeToString()
+        if path == "/v1/logs":
+            records = _decode_logs(ExportLogsServiceRequest.FromString(body))
+            with self._lock:
+                self._logs.extend(records)
+            return ExportLogsServiceResponse().SerializeToString()
         raise LookupError(path)
 
     def __enter__(self) -> Self:

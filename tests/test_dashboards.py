@@ -78,9 +78,9 @@ def dashboard(request) -> dict[str, Any]:
     return load(request.param)
 
 
-def test_there_are_the_five_dashboards():
+def test_there_are_the_six_dashboards():
     titles = {load(path)["title"] for path in DASHBOARDS}
-    assert len(DASHBOARDS) == 5 and len(titles) == 5
+    assert len(DASHBOARDS) == 6 and len(titles) == 6
     assert {load(path)["uid"] for path in DASHBOARDS} == {p.stem for p in DASHBOARDS}
 
 
@@ -145,11 +145,13 @@ def test_every_query_parses_and_names_only_exported_metrics_and_labels(dashboard
 
 
 def test_no_id_ever_becomes_a_label():
-    """Conversation and trace ids stay off metrics (customer ids: top K only)."""
+    """Conversation and trace ids stay off metrics. Customer ids only where their number is
+    bounded: the top K spenders, per-customer budgets' top K, customers in an anomaly."""
     for metric in EXPORTED.values():
         assert sc.GEN_AI_CONVERSATION_ID not in metric.attributes
     with_customer = {m for m in EXPORTED.values() if sc.LLMCOST_CUSTOMER_ID in m.attributes}
-    assert with_customer == {sc.M_CUSTOMER_TOP_COST}
+    assert with_customer == {sc.M_CUSTOMER_TOP_COST, sc.M_ANOMALY, sc.M_BUDGET_SPENT,
+                             sc.M_BUDGET_RESERVED}
 
 
 def test_provisioning_points_grafana_at_the_dashboards_and_prometheus():

@@ -165,7 +165,9 @@ def test_every_family_is_there_before_any_data_with_zeros_where_labels_are_known
         for attribute in metric.attributes:
             expected *= {sc.LLMCOST_TURN_BUCKET: len(sc.TURN_BUCKETS),
                          sc.LLMCOST_WINDOW: len(sc.WINDOWS), sc.LLMCOST_RUNAWAY_REASON: 2,
-                         sc.LLMCOST_ENTITY: len(sc.ENTITIES)}[attribute]
+                         sc.LLMCOST_ENTITY: len(sc.ENTITIES),
+                         sc.LLMCOST_ANOMALY_KIND: len(sc.ANOMALY_KINDS),
+                         sc.LLMCOST_ANOMALY_SEVERITY: len(sc.ANOMALY_SEVERITIES)}[attribute]
         assert len(series) == expected, metric.name
         for labels in series:
             assert [name for name, _ in labels] == sorted(

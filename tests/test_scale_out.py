@@ -286,10 +286,13 @@ def histograms(engines: Iterable[Engine]) -> dict[tuple[str, Labels], Merged]:
 
 
 def counters(engines: Iterable[Engine]) -> dict[tuple[str, Labels], float]:
+    """Counters summed over replicas. Anomalies are left out: each replica judges the slope
+    of its own shard's total (and a restored replica learns its baselines again)."""
     merged: dict[tuple[str, Labels], float] = defaultdict(float)
     for engine in engines:
         for (metric, labels), value in engine.metrics.counters.items():
-            merged[(metric.name, labels)] += value
+            if metric is not sc.M_ANOMALY_DETECTED:
+                merged[(metric.name, labels)] += value
     return dict(merged)
 
 

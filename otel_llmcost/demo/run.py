@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from otel_llmcost import semconv as sc
@@ -67,6 +68,9 @@ class Options:
     out: Path = Path("llmcost-demo")
     workers: int = 8
     sample_rate: float = 1.0  # < 1: the app samples traces (SAMPLED_RULES keep the tail)
+    incidents: bool = True  # False: a clean power-law day (no runaway loop, no surge)
+    surge: bool = False  # and a customer's spend surge at 17:00
+    logs_endpoint: str | None = None  # the processor's anomaly log records (OTLP/HTTP URL)
 
 
 class Hooks:
@@ -91,6 +95,8 @@ class Outcome:
     histograms: dict[tuple[str, tuple[str, ...]], Histogram]  # …after everything closed
     counters: dict[tuple[str, tuple[str, ...]], float]
     runaway_ids: list[str]
+    anomalies: list[dict[str, Any]]  # started and cleared, as GET /anomalies lists them
+    incidents: tuple[wl.Incident, ...]  # what was injected, and when
     received_spans: int  # by the processor
     calls: int
     errors: int
@@ -102,20 +108,26 @@ def run_demo(options: Options, on_progress: Any = None, hooks: Hooks = Hooks()) 
     """Play the day through the whole pipeline and collect what it shows."""
     started = time.monotonic()
     options.out.mkdir(parents=True, exist_ok=True)
-    workload = wl.plan(options.seed, options.customers, options.sessions)
+    workload = wl.plan(options.seed, options.customers, options.sessions,
+                       incidents=options.incidents, surge=options.surge)
     truth = workload.truth()
     speed = 86_400 / options.duration_s
     sim = wl.SimClock(workload.day_start_ns, time.time_ns() + 3 * wl.NS, speed)  # 3 s to start
     clock = DemoClock(sim, workload.day_start_ns + wl.DAY_NS - wl.NS)
     state = options.out / "processor.db"
-    for stale in options.out.glob("processor.db*"):
+    for stale in (*options.out.glob("processor.db*"), *options.out.glob("budgets.db*")):
         stale.unlink()
+    budgets = write_budgets(options.out)
     grpc_port, metrics_port, app_port = free_port(), free_port(), free_port()
     settings = Settings(
         grpc_endpoint=f"127.0.0.1:{grpc_port}", http_endpoint=None,
         metrics_endpoint=f"127.0.0.1:{metrics_port}", state_path=str(state),
-        checkpoint_s=1.0,
-        engine=Config(trace_wait_s=30.0, trace_idle_s=3600.0, window_grace_s=1800.0))
+        checkpoint_s=1.0, logs_endpoint=options.logs_endpoint,
+        # A day in a minute: spans arrive minutes of simulated time late, so windows and
+        # anomaly buckets wait 30 simulated minutes. No customer of the day normally
+        # spends $25 an hour.
+        engine=Config(trace_wait_s=30.0, trace_idle_s=3600.0, window_grace_s=1800.0,
+                      anomaly_min_usd_per_hour=25.0))
     provider = StandInProvider().start()
     processor = Processor(settings, clock=clock.now)
     processor.start()
@@ -127,8 +139,10 @@ def run_demo(options: Options, on_progress: Any = None, hooks: Hooks = Hooks()) 
              "--seed", str(options.seed), "--customers", str(options.customers),
              "--sessions", str(options.sessions), "--day-start-ns", str(sim.sim_start_ns),
              "--wall-start-ns", str(sim.wall_start_ns), "--speed", str(speed),
-             "--workers", str(options.workers)],
-            env=_app_env(grpc_port, app_port, options.sample_rate), stdin=subprocess.PIPE,
+             "--workers", str(options.workers)] + ([] if options.incidents else ["--clean"])
+            + (["--surge"] if options.surge else []),
+            env={**_app_env(grpc_port, app_port, options.sample_rate),
+                 sc.ENV_BUDGETS_FILE: str(budgets)}, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=open(options.out / "app.log", "w"), text=True)
         hooks.endpoints(f"127.0.0.1:{metrics_port}", f"127.0.0.1:{app_port}")
@@ -160,6 +174,7 @@ def run_demo(options: Options, on_progress: Any = None, hooks: Hooks = Hooks()) 
             counters = {(m.name, labels): v for (m, labels), v in metrics.counters.items()}
             runaways = [e.trace_id for e in processor.engine.traces.runaways]
         _wait_published(processor, clock.now())
+        anomalies = processor.anomalies()["recent"]
         hooks.pause("closed")
         app.stdin.write("\n")
         app.stdin.flush()
@@ -169,13 +184,32 @@ def run_demo(options: Options, on_progress: Any = None, hooks: Hooks = Hooks()) 
             app.kill()
         processor.stop()
         provider.stop()
-    outcome = Outcome(truth, app_metrics, gauges, histograms, counters, runaways, received,
-                      calls, errors, time.monotonic() - started)
+    outcome = Outcome(truth, app_metrics, gauges, histograms, counters, runaways, anomalies,
+                      workload.incidents, received, calls, errors, time.monotonic() - started)
     truth_path = options.out / "truth.json"
     truth_path.write_text(truth.to_json())
     outcome.files.update(truth=truth_path, state=state, app_log=options.out / "app.log",
                          app_metrics=options.out / "app-metrics.txt")
     return outcome
+
+
+# The demo app's budgets: never enforced (every planned call is made, so the truth holds),
+# so the would-be refusals show what enforcing them would do. Per-customer limits at the
+# scale of the demo's days, where most customers spend cents and the top few dollars.
+BUDGETS = {"store": "sqlite", "budgets": [
+    {"name": "customer-daily", "each_customer": True, "soft_usd": 1.0, "hard_usd": 2.5},
+    {"name": "research-agent-monthly", "feature": "research-agent", "period": "month",
+     "soft_usd": 30.0, "hard_usd": 60.0},
+    {"name": "everything-monthly", "period": "month", "soft_usd": 60.0, "hard_usd": 200.0},
+]}
+
+
+def write_budgets(out: Path) -> Path:
+    """The budgets file of the demo app (LLMCOST_BUDGETS_FILE), its SQLite store in ``out``."""
+    path = out / "budgets.yaml"
+    path.write_text(yaml.safe_dump({**BUDGETS, "sqlite_path": str(out / "budgets.db")},
+                                   sort_keys=False))
+    return path
 
 
 def _app_env(grpc_port: int, metrics_port: int, sample_rate: float) -> dict[str, str]:
@@ -275,6 +309,9 @@ def main_demo(argv: list[str] | None = None) -> None:
                         help="the app's trace sampling rate (default %(default)s: every "
                              "trace); below 1 the top-1 %% and failed traces are still kept, "
                              "the processor weights the rest, and the cost metrics stay exact")
+    parser.add_argument("--clean", action="store_true",
+                        help="a clean day: without the runaway agent loop and the customer's "
+                             "spend surge (at 17:00) that the anomaly detector catches")
     parser.add_argument("--truth", action="store_true",
                         help="print the day's ground truth (JSON: spend per customer and per "
                              "conversation, call counts) without playing it, and exit")
@@ -283,12 +320,14 @@ def main_demo(argv: list[str] | None = None) -> None:
                              "and keep everything up at the end until Ctrl-C")
     args = parser.parse_args(argv)
     if args.truth:
-        print(wl.plan(args.seed, args.customers, args.sessions).truth().to_json())
+        print(wl.plan(args.seed, args.customers, args.sessions, incidents=not args.clean,
+                      surge=not args.clean).truth().to_json())
         return
     console = Console()
     hooks = PrometheusHooks(args.out / "prometheus") if args.prometheus else Hooks()
     options = Options(args.seed, args.customers, args.sessions, args.duration, args.out,
-                      sample_rate=args.sample_rate)
+                      sample_rate=args.sample_rate, incidents=not args.clean,
+                      surge=not args.clean)
     console.print(f"[bold]otel-llmcost demo[/]: a simulated day of {args.sessions} "
                   f"conversations of {args.customers} customers in {args.duration:g} s, "
                   "through the real SDKs, instrumentation, OTLP and rollup processor.")

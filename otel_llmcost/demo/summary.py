@@ -7,6 +7,7 @@ its bucket, as Prometheus's ``histogram_quantile`` does, so they match the dashb
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -122,11 +123,26 @@ def figures(outcome: Outcome) -> dict[str, Any]:
         "failed_calls": failed,
         "unpriced_calls": app_sum(app, sc.M_UNPRICED_CALLS.prometheus),
         "runaways": outcome.runaway_ids,
+        "would_refuse": app_sum(app, sc.M_BUDGET_REFUSED.prometheus),
+        "anomalies": [a for a in outcome.anomalies
+                      if a[sc.LLMCOST_ANOMALY_STATE] == sc.ANOMALY_STARTED],
         "telemetry_cost": telemetry, "telemetry_share": telemetry / spend if spend else None,
         "spans_seen": seen, "spans_exported": exported, "sampled": exported < seen,
         "calls": outcome.calls, "truth_calls": truth.calls, "errors": outcome.errors,
         "customers": len(truth.customers), "wall_s": outcome.wall_s,
     }
+
+
+def anomaly_line(anomaly: dict[str, Any]) -> str:
+    """One started anomaly: kind, whose, when (UTC, event time) and how far off."""
+    when = time.strftime("%H:%M", time.gmtime(anomaly["time_unix_ns"] / 1e9))
+    who = anomaly[sc.LLMCOST_CUSTOMER_ID] or "all customers"
+    if anomaly[sc.LLMCOST_ANOMALY_KIND] == sc.ANOMALY_RUNAWAY_TRACE:
+        figure = f"{anomaly[sc.LLMCOST_ANOMALY_LLM_CALLS]} calls"
+    else:
+        figure = (f"{usd(anomaly[sc.LLMCOST_ANOMALY_RATE])}/h vs "
+                  f"{usd(anomaly[sc.LLMCOST_ANOMALY_BASELINE])}/h")
+    return f"{anomaly[sc.LLMCOST_ANOMALY_KIND]} {who} {when} ({figure})"
 
 
 def usd(value: float | None) -> str:
@@ -202,7 +218,10 @@ def print_summary(outcome: Outcome, console: Console) -> dict[str, Any]:
     other.add_row("unpriced calls (spend not counted)", f"{f['unpriced_calls']:,.0f}")
     other.add_row("spend per active customer, night (00-06 UTC) / day",
                   f"{usd(f['night_per_active'])} / {usd(f['day_per_active'])}")
+    other.add_row("calls past a budget's hard limit (not enforced: sent)",
+                  f"{f['would_refuse']:,.0f}")
     other.add_row("runaway agent traces", ", ".join(f["runaways"]) or "none")
+    other.add_row("anomalies detected", "\n".join(map(anomaly_line, f["anomalies"])) or "none")
     other.add_row("spans exported / seen by the app",
                   f"{f['spans_exported']:,.0f} / {f['spans_seen']:,.0f}")
     other.add_row("telemetry cost / LLM spend",

@@ -4,7 +4,9 @@
 off-hours cohort that is active at night with bigger contexts, multi-turn conversations
 whose context grows every turn, research agents that fan out into tool calls, prompt-cache
 hits and misses (and a cold-cache hour after a deploy), SDK retries on 429/5xx, a few calls
-that fail for good, one call to a model no price covers, and one runaway agent loop. It
+that fail for good, one call to a model no price covers, and incidents (unless
+``incidents=False``): a runaway agent loop at 15:00 and, with ``surge=True``, a customer's
+script hammering an expensive model from 17:00 (`Incident` says who and when). It
 knows its ground truth (`Truth`: spend per customer and per conversation, priced by the
 same book the instrumentation uses, from the token counts the stand-in will report).
 
@@ -38,6 +40,11 @@ from otel_llmcost.usage import Usage
 NS = 1_000_000_000
 DAY_NS = 86_400 * NS
 RUNAWAY_CALLS = 60  # the one agent loop that does not stop
+RUNAWAY_HOUR = 15
+# The surge (optional): a script calling gpt-4.1 with a 300k-token document every 30 s for
+# 12 minutes, about $73 an hour where no customer of the demo's day normally passes $10.
+# Few big calls, so that the rate holds when the demo plays a day in seconds.
+SURGE_HOUR, SURGE_CALLS, SURGE_EVERY_S, SURGE_INPUT = 17, 24, 30, 300_000
 UNPRICED_MODEL = "gpt-9-preview"  # a model no price book has yet
 TOOLS = ("search_kb", "lookup_order", "fetch_url", "run_sql")
 # Service tiers the stand-in reports, as the instrumentation prices them.
@@ -105,6 +112,17 @@ class Session:
     gap_ns: int  # think time between turns
 
 
+@dataclass(frozen=True)
+class Incident:
+    """Something the anomaly detector should catch: what, whose, and when it starts. Its
+    session is played on a thread of its own, so it starts on time."""
+
+    kind: str  # semconv.ANOMALY_RUNAWAY_TRACE or ANOMALY_CUSTOMER (the global total too)
+    customer: str
+    start_ns: int  # simulated
+    conversation: str
+
+
 @dataclass
 class Truth:
     """What the workload spends, by construction."""
@@ -138,6 +156,7 @@ class Truth:
 class Plan:
     day_start_ns: int  # simulated: UTC midnight of the day played
     sessions: tuple[Session, ...]
+    incidents: tuple[Incident, ...] = ()
 
     def truth(self) -> Truth:
         truth = Truth()
@@ -164,8 +183,10 @@ class Plan:
 
 
 def plan(seed: int = 7, customers: int = 300, sessions: int = 900,
-         day_start_ns: int | None = None) -> Plan:
-    """A day of traffic: ``sessions`` conversations of ``customers`` customers."""
+         day_start_ns: int | None = None, incidents: bool = True, surge: bool = False
+         ) -> Plan:
+    """A day of traffic: ``sessions`` conversations of ``customers`` customers, and the
+    incidents unless ``incidents`` is False (a clean power-law day)."""
     rng = random.Random(seed)
     if day_start_ns is None:  # yesterday (UTC): every hour of it is in the past
         day_start_ns = (time.time_ns() // DAY_NS - 1) * DAY_NS
@@ -187,18 +208,31 @@ def plan(seed: int = 7, customers: int = 300, sessions: int = 900,
         turns = _turns(rng, feature, off_hours, cold_cache)
         found.append(Session(start, customer, f"conv-{seed}-{number:05d}", feature,
                              turns, rng.randrange(60, 600) * NS))
-    # The runaway: an agent loop that keeps calling the model, mid-afternoon.
-    loop = tuple(Call(sc.PROVIDER_OPENAI, "gpt-4.1", 3000 + 400 * i, 300)
-                 for i in range(RUNAWAY_CALLS))
-    found.append(Session(day_start_ns + 15 * 3600 * NS, ids[customers // 2],
-                         f"conv-{seed}-runaway", "research-agent", (Turn(loop, agent=True),),
-                         60 * NS))
+    found_incidents: list[Incident] = []
+    if incidents:
+        # The runaway: an agent loop that keeps calling the model, mid-afternoon.
+        loop = tuple(Call(sc.PROVIDER_OPENAI, "gpt-4.1", 3000 + 400 * i, 300)
+                     for i in range(RUNAWAY_CALLS))
+        runaway = Session(day_start_ns + RUNAWAY_HOUR * 3600 * NS, ids[customers // 2],
+                          f"conv-{seed}-runaway", "research-agent", (Turn(loop, agent=True),),
+                          60 * NS)
+        found.append(runaway)
+        found_incidents.append(Incident(sc.ANOMALY_RUNAWAY_TRACE, runaway.customer,
+                                        runaway.start_ns, runaway.conversation))
+    if incidents and surge:
+        script = tuple(Turn((Call(sc.PROVIDER_OPENAI, "gpt-4.1", SURGE_INPUT, 300),))
+                       for _ in range(SURGE_CALLS))
+        burst = Session(day_start_ns + SURGE_HOUR * 3600 * NS, ids[customers // 3],
+                        f"conv-{seed}-surge", "bulk-summaries", script, SURGE_EVERY_S * NS)
+        found.append(burst)
+        found_incidents.append(Incident(sc.ANOMALY_CUSTOMER, burst.customer, burst.start_ns,
+                                        burst.conversation))
     # One call to a model no price covers (its spend is missing, and shown as such).
     found.append(Session(day_start_ns + 11 * 3600 * NS, ids[3], f"conv-{seed}-unpriced",
                          "support-chat", (Turn((Call(sc.PROVIDER_OPENAI, UNPRICED_MODEL,
                                                      1200, 200),)),), 60 * NS))
     found.sort(key=lambda s: s.start_ns)
-    return Plan(day_start_ns, tuple(found))
+    return Plan(day_start_ns, tuple(found), tuple(found_incidents))
 
 
 def _turns(rng: random.Random, feature: str, off_hours: bool, cold_cache: bool
@@ -350,9 +384,17 @@ def run(workload: Plan, provider_url: str, clock: SimClock, workers: int = 8,
                             call(c)
             at += session.gap_ns
 
+    on_time = {incident.conversation for incident in workload.incidents}
+    incidents = [threading.Thread(target=play, args=(s,), name="demo-incident")
+                 for s in workload.sessions if s.conversation in on_time]
+    for thread in incidents:
+        thread.start()
     with ThreadPoolExecutor(workers, thread_name_prefix="demo-user") as pool:
-        for future in [pool.submit(play, s) for s in workload.sessions]:
+        for future in [pool.submit(play, s) for s in workload.sessions
+                       if s.conversation not in on_time]:
             future.result()
+    for thread in incidents:
+        thread.join()
     return progress
 
 
@@ -371,6 +413,10 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--speed", type=float, default=1.0,
                         help="simulated seconds per real second (default 1: real time)")
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--clean", action="store_true",
+                        help="no incidents: a clean power-law day")
+    parser.add_argument("--surge", action="store_true",
+                        help="add a customer's spend surge at 17:00")
     return parser
 
 
@@ -382,7 +428,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     clock = SimClock(day_start, args.wall_start_ns if args.wall_start_ns is not None
                      else day_start, args.speed)
     use_simulated_time(clock)
-    workload = plan(args.seed, args.customers, args.sessions, day_start)
+    workload = plan(args.seed, args.customers, args.sessions, day_start,
+                    incidents=not args.clean, surge=args.surge)
     progress = Progress()
     done = threading.Event()
 

@@ -57,6 +57,8 @@ _KNOWN_VALUES: Final[dict[str, tuple[str, ...]]] = {
     sc.LLMCOST_WINDOW: tuple(label for label, _ in sc.WINDOWS),
     sc.LLMCOST_RUNAWAY_REASON: sc.RUNAWAY_REASONS,
     sc.LLMCOST_ENTITY: sc.ENTITIES,
+    sc.LLMCOST_ANOMALY_KIND: sc.ANOMALY_KINDS,
+    sc.LLMCOST_ANOMALY_SEVERITY: sc.ANOMALY_SEVERITIES,
 }
 
 _HistogramCopy = tuple[tuple[float, ...], float]  # per-bucket counts (last: overflow), sum

@@ -26,6 +26,7 @@ from otel_llmcost.processor.forward import Forwarder
 from otel_llmcost.processor.otlp import Decoded, Limits
 from otel_llmcost.processor.receivers import GrpcReceiver, HttpReceiver, ReceiverStats
 from otel_llmcost.processor.records import SpanRecord
+from otel_llmcost.processor.reporting import AnomalyReporter
 from otel_llmcost.processor.settings import Settings, SettingsError, endpoint
 from otel_llmcost.processor.store import Store
 
@@ -65,6 +66,7 @@ class Processor:
         self.forwarder = (Forwarder(settings.forward_endpoint, settings.forward_protocol,
                                     max_queue=settings.forward_queue)
                           if settings.forward_endpoint else None)
+        self.reporter = AnomalyReporter(settings.logs_endpoint, settings.logs_protocol)
         tls = (settings.tls_cert, settings.tls_key) if settings.tls_cert else None
         if tls and not settings.tls_key:
             raise SettingsError("tls_cert is set but tls_key is not")
@@ -94,7 +96,8 @@ class Processor:
             collector = EngineCollector(read, [self._self_metrics])
             self.metrics_server = MetricsServer(collector, host=host, port=port,
                                                 token=settings.token,
-                                                documents={"/runaways": self.runaways})
+                                                documents={"/runaways": self.runaways,
+                                                           "/anomalies": self.anomalies})
 
     def ingest(self, decoded: Decoded, payload: bytes) -> bool:
         """Called by the receivers: queue the records (False: full, retry later)."""
@@ -123,6 +126,15 @@ class Processor:
         return [{"trace_id": e.trace_id, "cost_usd": e.value, "closed_unix_ns": e.time_ns}
                 for e in found]
 
+    def anomalies(self) -> dict[str, list[dict[str, object]]]:
+        """Anomalies in progress, and the recent started/cleared events (``GET /anomalies``)."""
+        with self.lock:
+            active = self.engine.anomalies.active()
+        return {"active": [{sc.LLMCOST_ANOMALY_KIND: a.kind,
+                            sc.LLMCOST_ANOMALY_SEVERITY: a.severity,
+                            sc.LLMCOST_CUSTOMER_ID: a.customer_id} for a in active],
+                "recent": list(self.reporter.recent)}
+
     def start(self) -> None:
         self._thread.start()
         if self.forwarder is not None:
@@ -140,6 +152,7 @@ class Processor:
         self._thread.join()
         if self.forwarder is not None:
             self.forwarder.stop(timeout=10.0)
+        self.reporter.shutdown()
         if self.metrics_server is not None:
             self.metrics_server.stop()
         if self.store is not None:
@@ -168,6 +181,10 @@ class Processor:
                     state, published = self.engine.dump(), self._snapshot(now)
                 else:
                     state = published = None
+                found = list(self.engine.anomalies.events)  # reported outside the lock
+                self.engine.anomalies.events.clear()
+            if found:
+                self.reporter.report(found, now)
             self._busy_s += rolled_up - started
             if state is not None:
                 self._state_bytes = self.store.save(state, now)  # type: ignore[union-attr]

@@ -35,6 +35,9 @@ class Settings:
     forward_endpoint: str | None = None  # next hop for the traces, unchanged
     forward_protocol: str = "http/protobuf"  # or "grpc"
     forward_queue: int = 1000  # requests waiting to be forwarded; more are dropped, counted
+    # Anomalies as OTLP log records: a URL (http://host:4318/v1/logs), or host:port for grpc.
+    logs_endpoint: str | None = None
+    logs_protocol: str = "http/protobuf"  # or "grpc"
     token: str | None = None  # bearer token required on both receivers when set
     tls_cert: str | None = None
     tls_key: str | None = None

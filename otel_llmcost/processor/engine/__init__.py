@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 from otel_llmcost import semconv as sc
+from otel_llmcost.processor.engine._anomalies import Anomalies, AnomalyEvent, AnomalyLimits
 from otel_llmcost.processor.engine._conversations import Conversations, turn_bucket
 from otel_llmcost.processor.engine._customers import Customers, Gauge
 from otel_llmcost.processor.engine import _state
@@ -18,7 +19,8 @@ from otel_llmcost.processor.engine._metrics import Exemplar, Histogram, Metrics
 from otel_llmcost.processor.engine._traces import TraceLimits, Traces
 from otel_llmcost.processor.records import SpanRecord
 
-__all__ = ["Config", "Engine", "Exemplar", "Histogram", "Metrics", "turn_bucket"]
+__all__ = ["AnomalyEvent", "Config", "Engine", "Exemplar", "Histogram", "Metrics",
+           "turn_bucket"]
 
 _NS = 1_000_000_000
 
@@ -37,7 +39,17 @@ class Config:
     runaway_llm_calls: int = 50
     runaway_cost_usd: float = 5.0
     top_k: int = 20
-    window_grace_s: float = 60.0
+    window_grace_s: float = 60.0  # event-time windows (and anomaly buckets) wait this long
+    # Anomalies (see _anomalies): buckets of anomaly_step_s; the recent rate over
+    # anomaly_window_s against the baseline of the anomaly_baseline_s before it.
+    anomaly_step_s: float = 60.0
+    anomaly_window_s: float = 600.0
+    anomaly_baseline_s: float = 3 * 3600.0
+    anomaly_sustain_s: float = 300.0
+    anomaly_warmup_s: float = 3600.0
+    anomaly_factor: float = 5.0
+    anomaly_min_usd_per_hour: float = 10.0
+    anomaly_max_customers: int = 1000
 
 
 class Engine:
@@ -46,6 +58,17 @@ class Engine:
     def __init__(self, config: Config = Config()) -> None:
         self.config = config
         self.metrics = Metrics()
+        step_ns = int(config.anomaly_step_s * _NS)
+
+        def buckets(seconds: float) -> int:
+            return max(1, round(seconds * _NS / step_ns))
+        self.anomalies = Anomalies(AnomalyLimits(
+            step_ns=step_ns, window=buckets(config.anomaly_window_s),
+            baseline=buckets(config.anomaly_baseline_s),
+            sustain=buckets(config.anomaly_sustain_s), warmup=buckets(config.anomaly_warmup_s),
+            factor=config.anomaly_factor, floor_usd_per_hour=config.anomaly_min_usd_per_hour,
+            grace_ns=int(config.window_grace_s * _NS),
+            max_customers=config.anomaly_max_customers), self.metrics)
         self.conversations = Conversations(int(config.conversation_idle_s * _NS),
                                            config.max_conversations, self.metrics)
         self.traces = Traces(
@@ -54,7 +77,7 @@ class Engine:
                         max_spans=config.max_spans_per_trace,
                         runaway_llm_calls=config.runaway_llm_calls,
                         runaway_cost_usd=config.runaway_cost_usd),
-            self.metrics, self.conversations.add_turn)
+            self.metrics, self.conversations.add_turn, self.anomalies)
         self.customers = Customers(int(config.window_grace_s * _NS), config.max_customers,
                                    config.top_k, self.metrics)
         self._headroom = self.metrics.histogram(sc.M_OUTPUT_MAX_TOKENS_RATIO)
@@ -64,6 +87,7 @@ class Engine:
         add_to_trace, touch = self.traces.add, self.conversations.touch
         windows = self.customers.windows  # hourly, daily, monthly
         headroom = self._headroom
+        spend = self.anomalies.add
         for record in records:
             add_to_trace(record, now_ns)
             if record.llm:
@@ -74,6 +98,7 @@ class Engine:
                 amount = record.cost * record.weight
                 for window in windows:
                     window.add(record.customer_id, amount, record.end_ns, now_ns)
+                spend(record.customer_id, amount, record.end_ns, record.trace_id)
 
     def advance(self, now_ns: int) -> bool:
         """Close the traces, conversations and windows that are due at ``now_ns``; True if
@@ -82,6 +107,7 @@ class Engine:
         self.traces.advance(now_ns)
         self.conversations.advance(now_ns)
         self.customers.advance(now_ns)
+        self.anomalies.advance(now_ns)
         return self._open_sizes() != before
 
     def _open_sizes(self) -> tuple[int, int, int]:
@@ -102,6 +128,8 @@ class Engine:
     def gauges(self) -> Iterator[Gauge]:
         """Current values: customer windows and the size of the state."""
         yield from self.customers.gauges()
+        for active in self.anomalies.active():
+            yield sc.M_ANOMALY, (active.kind, active.severity, active.customer_id or ""), 1.0
         for entity, count in (("trace", len(self.traces.open)),
                               ("conversation", len(self.conversations.open)),
                               ("customer", self.customers.open_count())):

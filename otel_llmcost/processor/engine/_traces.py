@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from otel_llmcost import semconv as sc
+from otel_llmcost.processor.engine._anomalies import Anomalies
 from otel_llmcost.processor.engine._metrics import Exemplar, Histogram, Metrics
 from otel_llmcost.processor.records import SpanRecord
 
@@ -47,7 +48,7 @@ class Turn:
 
 class OpenTrace:
     __slots__ = ("start_ns", "end_ns", "llm_calls", "tool_calls", "retries", "cost", "weight",
-                 "parents", "turns", "due_ns", "last_ns")
+                 "parents", "turns", "due_ns", "last_ns", "runaway")
 
     def __init__(self) -> None:
         self.last_ns = 0  # when its last span arrived (engine time)
@@ -61,6 +62,7 @@ class OpenTrace:
         self.parents: dict[bytes, bytes] = {}  # span id → parent's (NO_PARENT for a root)
         self.turns: dict[str, Turn] | None = None
         self.due_ns: int | None = None  # when it closes, set when its root arrives
+        self.runaway = False  # past a runaway limit while open (reported as an anomaly)
 
     def add(self, r: SpanRecord, max_spans: int) -> None:
         if self.start_ns == 0 or r.start_ns < self.start_ns:
@@ -121,10 +123,12 @@ class Traces:
     """Open agent traces, in order of last activity."""
 
     def __init__(self, limits: TraceLimits, metrics: Metrics,
-                 on_turn: Callable[[str, Turn, float, int], None]) -> None:
+                 on_turn: Callable[[str, Turn, float, int], None],
+                 anomalies: Anomalies) -> None:
         self._limits = limits
         self._metrics = metrics
         self._on_turn = on_turn  # (conversation id, turn, weight, now_ns)
+        self._anomalies = anomalies
         self.open: OrderedDict[bytes, OpenTrace] = OrderedDict()
         self.due: deque[tuple[int, bytes]] = deque()  # (close at, trace id), by time
         # Recently closed traces: a late span of one is counted, not made a new trace.
@@ -147,6 +151,12 @@ class Traces:
             self.open.move_to_end(r.trace_id)
         trace.last_ns = now_ns
         trace.add(r, self._limits.max_spans)
+        limits = self._limits
+        if r.llm and not trace.runaway and (trace.llm_calls > limits.runaway_llm_calls
+                                            or trace.cost > limits.runaway_cost_usd):
+            trace.runaway = True  # still growing: an anomaly now, not when it closes
+            self._anomalies.trace_runaway(r.trace_id, r.customer_id, trace.cost,
+                                          trace.llm_calls, r.end_ns)
         if not r.parent_span_id and trace.due_ns is None:
             trace.due_ns = now_ns + self._limits.wait_ns
             self.due.append((trace.due_ns, r.trace_id))
@@ -188,5 +198,7 @@ class Traces:
             exemplar = Exemplar(trace_id.hex(), trace.cost, now_ns)
             m.add(sc.M_TRACE_RUNAWAY, weight, (reason,), exemplar)
             self.runaways.append(exemplar)
+        if trace.runaway:
+            self._anomalies.trace_closed(trace_id, trace.cost, trace.llm_calls, trace.end_ns)
         for conversation_id, turn in (trace.turns or {}).items():
             self._on_turn(conversation_id, turn, weight, now_ns)
