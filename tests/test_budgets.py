@@ -284,14 +284,29 @@ def test_calls_of_both_sdks_settle_at_their_span_cost(in_force: Any, telemetry: 
     assert spent == span_costs(telemetry) > 0
 
 
-async def test_async_calls_are_reserved_and_settled(in_force: Any, telemetry: Any,
-                                                    async_openai_client: Any) -> None:
-    ledger = in_force(Budget("global", hard_usd=100.0))
-    await async_openai_client.chat.completions.create(
-        model=MODEL, max_tokens=100, messages=[{"role": "user", "content": TEXT}],
-        **scenario(output_tokens=50))
+async def test_asyncio_tasks_race_for_the_last_cents(in_force: Any, telemetry: Any,
+                                                     async_openai_client: Any) -> None:
+    """50 tasks on one event loop, each calling until refused with nothing in flight."""
+    import asyncio
+    worst = worst_case([TEXT], 100)
+    hard = 40 * worst
+    ledger = in_force(Budget("global", hard_usd=hard, enforce=True))
+
+    async def task() -> None:
+        while True:
+            try:
+                await async_openai_client.chat.completions.create(
+                    model=MODEL, max_tokens=100, messages=[{"role": "user", "content": TEXT}],
+                    **scenario(output_tokens=50))
+            except BudgetExceeded as refused:
+                if refused.reserved == 0:
+                    return
+                await asyncio.sleep(0.001)
+
+    await asyncio.gather(*(task() for _ in range(50)))
     spent, reserved = spent_and_reserved(ledger)
     assert reserved == 0 and spent == span_costs(telemetry) > 0
+    assert spent <= hard * NANO and hard * NANO - spent < worst * NANO
 
 
 def test_a_failed_call_releases_its_reservation(in_force: Any, telemetry: Any,
@@ -504,17 +519,26 @@ RACE_WORST = worst_case(["Summarise the quarterly report for the board in three 
 RACE_ACTUAL = pricing.price(sc.PROVIDER_OPENAI, MODEL, Usage(input_tokens=5,
                                                              output_tokens=500)).amount or 0.0
 RACE_HARD = 0.05  # about 110 calls of $0.00045
+RACE_SOFT = 0.02  # crossed (80 % and 100 %) during the race
 
 
 def race_budget(**store: Any) -> dict[str, Any]:
-    return {**store, "budgets": [{"name": "race", "hard_usd": RACE_HARD, "each_customer": True,
-                                  "enforce": True}]}
+    return {**store, "budgets": [{"name": "race", "hard_usd": RACE_HARD, "soft_usd": RACE_SOFT,
+                                  "each_customer": True, "enforce": True}]}
+
+
+def notified_once_in_all(sink: OtlpSink) -> None:
+    """Every process exports its notification counter at exit: each threshold was reported
+    once in all, whichever process settled the call that crossed it."""
+    assert sink.by_attribute(sc.M_BUDGET_NOTIFICATIONS.name, sc.LLMCOST_BUDGET_THRESHOLD) == {
+        "0.8": 1, "1.0": 1}
 
 
 def test_100_threads_race_for_the_last_dollars(provider: Any, tmp_path: Path) -> None:
     with OtlpSink() as sink:
         results = race(provider, sink, race_budget(store="memory"), tmp_path, 1, 100)
         (point,) = sink.last_values(sc.M_BUDGET_SPENT.name).values()
+        notified_once_in_all(sink)
     assert point["attributes"][sc.LLMCOST_CUSTOMER_ID] == "acme"
     check_race(results, sink, round(point["value"] * NANO), RACE_HARD, RACE_WORST,
                RACE_ACTUAL)
@@ -525,6 +549,7 @@ def test_4_processes_race_on_sqlite(provider: Any, tmp_path: Path) -> None:
     with OtlpSink() as sink:
         results = race(provider, sink, race_budget(store="sqlite", sqlite_path=str(path),
                                                    timeout_s=5.0), tmp_path, 4, 8)
+        notified_once_in_all(sink)
     with sqlite3.connect(path) as db:
         (spent,), = db.execute("SELECT spent FROM budget").fetchall()
         assert db.execute("SELECT COUNT(*) FROM lease").fetchone() == (0,)
@@ -538,6 +563,7 @@ def test_4_processes_race_on_redis(provider: Any, tmp_path: Path, redis_url: str
         results = race(provider, sink, race_budget(store="redis", redis_url=redis_url,
                                                    key_prefix=prefix, timeout_s=5.0),
                        tmp_path, 4, 8)
+        notified_once_in_all(sink)
     client = redis.Redis.from_url(redis_url)
     (key,) = client.keys(f"{prefix}b:*")
     assert int(client.hget(key, "reserved")) == 0

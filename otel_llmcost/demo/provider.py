@@ -603,6 +603,7 @@ class _Server(ThreadingHTTPServer):
     """Threading server that tracks open connections, so `stop` does not leave keep-alive threads behind."""
 
     daemon_threads = True
+    request_queue_size = 256  # many clients connecting at once (races, load): no resets
 
     def __init__(self, address: tuple[str, int], provider: StandInProvider) -> None:
         self.provider = provider
