@@ -26,8 +26,9 @@ import _results  # beside this script
 import bench_overhead  # the mocked OpenAI transport and the callgrind toggle
 
 HERE = Path(__file__).resolve().parent
-CONFIGS = ("none", "memory", "sqlite", "redis")
-TARGET_US = {"memory": 30.0, "redis": 1000.0}  # added per call (Redis: wall time)
+CONFIGS = ("none", "memory", "memory-bytes", "sqlite", "redis")
+TARGET_US = {"memory": 30.0, "memory-bytes": 30.0, "redis": 1000.0}  # added per call
+# (Redis: wall time)
 CUSTOMERS = 50
 SYSTEM = ("You are the support assistant of a project-management product. Answer in the "
           "user's language, cite the help-centre article you used, never invent a feature, "
@@ -126,6 +127,8 @@ class Stores:
         if config == "redis":
             return {"store": "redis", "redis_url": self.redis_url,
                     "key_prefix": f"bench{self.serial}:", "timeout_s": 1.0}
+        if config == "memory-bytes":
+            return {"store": "memory", "input_estimate": "bytes"}
         return {"store": "memory"}
 
 
@@ -215,8 +218,11 @@ def report(ir: dict[str, float], samples: dict[str, list[dict[str, Any]]],
         "reserves and settles three counters. Limits are never reached.",
         "- Configurations, each in its own process: `none` (otel-llmcost, no budgets) and "
         "the `memory`, `sqlite` (a new file per run, WAL) and `redis` (a redis-server on "
-        "loopback started by the benchmark, a new key prefix per run) stores. Spans go "
-        "through a BatchSpanProcessor to a null exporter.",
+        "loopback started by the benchmark, a new key prefix per run) stores, with the "
+        "worst case's input tokens counted by tiktoken (the default); `memory-bytes` is the "
+        "memory store with `input_estimate: bytes` (the texts' UTF-8 bytes, no tokenizer), "
+        "which shows what the tokenizer costs. Spans go through a BatchSpanProcessor to a "
+        "null exporter.",
         f"- **Instructions** (primary): `valgrind --tool=callgrind`, switched on after "
         f"{settings['warmup']} warm-up calls; per call = (Ir(N2) − Ir(N1)) / (N2 − N1), "
         f"N1 = {settings['n1']}, N2 = {settings['n2']}. Callgrind counts this process only: "

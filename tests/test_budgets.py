@@ -181,6 +181,18 @@ def test_soft_limit_thresholds_are_reported_once_per_period(
     ledger.close()
 
 
+def test_the_bytes_estimate_reserves_the_texts_utf8_bytes() -> None:
+    text = "Résumé: naïve café ✓ " * 3  # not ASCII: bytes > characters
+    ledger, _ = ledger_with({"store": "memory", "input_estimate": "bytes"},
+                            Budget("tiny", hard_usd=1e-6, enforce=True))
+    with pytest.raises(BudgetExceeded) as refused:
+        reserve(ledger, max_tokens=200, text=text)
+    usage = Usage(input_tokens=len(text.encode()), output_tokens=200)
+    expected = math.ceil(pricing.price(sc.PROVIDER_OPENAI, MODEL, usage).amount * NANO) / NANO
+    assert refused.value.requested == pytest.approx(expected, abs=1e-12)
+    assert len(text.encode()) > tokens.count(text)
+
+
 def test_monthly_periods_follow_the_time_zone() -> None:
     now = [1_767_225_000.0]  # 2025-12-31 23:50 UTC = 2026-01-01 08:50 in Tokyo
     ledger, _ = ledger_with({"store": "memory"}, Budget(
@@ -462,6 +474,7 @@ def test_budget_files_are_validated(tmp_path: Path) -> None:
             ({"budgets": [{"name": "x"}]}, "hard_usd"),
             ({"store": "sqlite"}, "sqlite_path"),
             ({"on_store_error": "maybe"}, "on_store_error"),
+            ({"input_estimate": "words"}, "input_estimate"),
             ({"budgets": [{"name": "x", "hard_usd": 1}, {"name": "x", "hard_usd": 2}]},
              "unique")):
         with pytest.raises(ValueError, match=message):

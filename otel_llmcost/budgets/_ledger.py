@@ -1,8 +1,9 @@
 """The ledger: reserves a call's worst-case cost before it is sent, settles its actual cost
 after, and reports refusals, soft-limit crossings and its own blind spots.
 
-Worst case = input tokens estimated with tiktoken, all priced as uncached input (cache
-discounts ignored), plus ``max_tokens`` (or ``default_max_tokens``) at the output price.
+Worst case = input tokens estimated with tiktoken (or bounded by the texts' UTF-8 bytes,
+with ``input_estimate: bytes``), all priced as uncached input (cache discounts ignored),
+plus ``max_tokens`` (or ``default_max_tokens``) at the output price.
 The store (memory, SQLite or Redis) does each step atomically; the ledger decides which
 budget lines a call falls under, talks to the store within its timeout, and turns
 answers into exceptions, metrics, log records and callbacks.
@@ -292,7 +293,8 @@ class Ledger:
                     max_tokens: int | None, input_texts: Callable[[], Iterable[str]] | None
                     ) -> int | None:
         """The call's worst-case cost in nano-USD, None if its model has no price."""
-        input_tokens = sum(map(self._count, input_texts())) if input_texts else 0
+        count = self._count if self.settings.input_estimate == "tiktoken" else _utf8_bytes
+        input_tokens = sum(map(count, input_texts())) if input_texts else 0
         if max_tokens is None:
             max_tokens = 0 if operation == sc.OP_EMBEDDINGS else self.settings.default_max_tokens
         cost = pricing.price(provider, model, Usage(input_tokens=input_tokens,
@@ -427,6 +429,12 @@ def _observe_limits(_options: Any) -> Iterable[metrics.Observation]:
                 found.append(metrics.Observation(value, {
                     sc.LLMCOST_BUDGET_NAME: b.name, sc.LLMCOST_BUDGET_LIMIT: kind}))
     return found
+
+
+def _utf8_bytes(text: str) -> int:
+    """An upper bound of a byte-level BPE tokenizer's count of a text (tiktoken's, for
+    one): every token is at least one byte."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def _period_of(key: str) -> str:

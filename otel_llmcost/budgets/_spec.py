@@ -73,6 +73,10 @@ class Settings:
     on_store_error: Literal["open", "closed"] = "open"
     # Worst case of a call that sets no max_tokens: this many output tokens.
     default_max_tokens: int = 4096
+    # Input tokens of the worst case: "tiktoken" (an estimate, about 0.3 µs per token of
+    # text not seen before) or "bytes" (UTF-8 bytes: never fewer than the tokens, about
+    # 4 times as many in English, and free: for apps that send long new texts each call).
+    input_estimate: Literal["tiktoken", "bytes"] = "tiktoken"
     # A reservation never settled (its process died) is reclaimed after this long.
     reservation_ttl_s: float = 600.0
     # Per-customer budgets export the gauges of this many customers (the top spenders).
@@ -90,6 +94,8 @@ class Settings:
             raise ValueError(f"on_store_error {self.on_store_error!r} is not open or closed")
         if not _positive(self.timeout_s) or not _positive(self.reservation_ttl_s):
             raise ValueError("timeout_s and reservation_ttl_s must be numbers > 0")
+        if self.input_estimate not in ("tiktoken", "bytes"):
+            raise ValueError(f"input_estimate {self.input_estimate!r} is not tiktoken or bytes")
         if type(self.default_max_tokens) is not int or self.default_max_tokens < 0:
             raise ValueError("default_max_tokens must be an integer >= 0")
         names = [b.name for b in self.budgets]
