@@ -208,9 +208,10 @@ class Ledger:
             except StoreUnavailable as error:
                 return self._store_failed(error)
             held = amount if admission.granted else 0
+            seen = self._seen
             for (compiled, subject), line, (spent, reserved) in zip(
                     route.owners, route.lines, admission.totals):
-                self._remember(compiled, subject, line.key, spent, reserved + held)
+                seen[(compiled.budget.name, subject)] = (line.key, spent, reserved + held)
             if admission.over:
                 self._over(route, admission, amount)
             return Hold(self, ticket, route, amount)
@@ -251,11 +252,14 @@ class Ledger:
             except StoreUnavailable as error:
                 self._store_failed(error, settling=True)
                 return
+            seen = self._seen
             for (compiled, subject), line, (spent, reserved), new in zip(
                     route.owners, route.lines, settled.totals, settled.crossed):
-                self._remember(compiled, subject, line.key, spent, reserved)
+                seen[(compiled.budget.name, subject)] = (line.key, spent, reserved)
                 if new:
                     self._crossed(compiled, subject, line, spent, new)
+            if len(seen) > _SEEN_MAX:
+                self._forget_smallest()
         except Exception as fault:  # noqa: BLE001 - never break the app
             _faults.report("budgets.settle", fault)
 
@@ -356,16 +360,14 @@ class Ledger:
             self._logged[key] = None
         _LOG.warning(message, *args)
 
-    def _remember(self, compiled: _Compiled, subject: str, key: str, spent: int,
-                  reserved: int) -> None:
-        seen = self._seen
-        seen[(compiled.budget.name, subject)] = (key, spent, reserved)
-        if len(seen) > _SEEN_MAX:
-            with self._lock:
-                if len(seen) > _SEEN_MAX:  # keep the bigger spenders
-                    ranked = sorted(seen.items(), key=lambda item: item[1][1])
-                    for key, _ in ranked[:len(ranked) - _SEEN_MAX // 2]:
-                        seen.pop(key, None)
+    def _forget_smallest(self) -> None:
+        """Bound the counters remembered for the gauges: keep the bigger spenders."""
+        with self._lock:
+            seen = self._seen
+            if len(seen) > _SEEN_MAX:
+                ranked = sorted(seen.items(), key=lambda item: item[1][1])
+                for key, _ in ranked[:len(ranked) - _SEEN_MAX // 2]:
+                    seen.pop(key, None)
 
     def status(self, top_k: int | None = None) -> list[BudgetStatus]:
         """The budget counters of the current periods that this process has touched, as of

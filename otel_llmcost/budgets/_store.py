@@ -100,8 +100,14 @@ class MemoryStore:
 
     def reserve(self, ticket: str, lines: Sequence[Line], amount: int, now_s: float,
                 lease_until: float) -> Admission:
+        rows_of = self._rows
         with self._lock:
-            rows = [self._row(line) for line in lines]
+            rows = []
+            for line in lines:
+                row = rows_of.get(line.key)
+                if row is None:
+                    row = rows_of[line.key] = [0, 0, 0, line.expires_s]
+                rows.append(row)
             totals = tuple((row[0], row[1]) for row in rows)
             granted, over = admit(lines, totals, amount)
             if granted:
@@ -115,22 +121,19 @@ class MemoryStore:
     def settle(self, ticket: str, lines: Sequence[Line], amount: int, actual: int,
                now_s: float) -> Settled:
         totals, news = [], []
+        rows_of = self._rows
         with self._lock:
             for line in lines:
-                row = self._row(line)
+                row = rows_of.get(line.key)
+                if row is None:  # swept meanwhile (its period ended): counted afresh
+                    row = rows_of[line.key] = [0, amount, 0, line.expires_s]
                 row[1] -= amount
                 spent = row[0] = row[0] + actual
-                new = crossed(spent, line.soft, row[2])
+                new = crossed(spent, line.soft, row[2]) if line.soft else 0
                 row[2] |= new
                 totals.append((spent, row[1]))
                 news.append(new)
         return Settled(tuple(totals), tuple(news))
-
-    def _row(self, line: Line) -> list[Any]:
-        row = self._rows.get(line.key)
-        if row is None:
-            row = self._rows[line.key] = [0, 0, 0, line.expires_s]
-        return row
 
     def _sweep(self, now_s: float) -> None:
         self._until_sweep = max(self._SWEEP_EVERY, len(self._rows))
