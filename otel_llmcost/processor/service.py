@@ -2,7 +2,7 @@
 
 Receivers (OTLP/gRPC, OTLP/HTTP) decode requests on their own threads and put the records
 on a bounded queue (full: the client is told to retry later). One engine thread drains
-it, rolls up, closes what is due and checkpoints the engine's state to SQLite. Accepted
+it, rolls up, closes what is due and checkpoints what changed in the engine to SQLite. Accepted
 requests are also offered, unchanged, to the forwarder when a next hop is set. The
 Prometheus endpoint shows the engine as of the last checkpoint (without a state file,
 as it is, read under the same lock). SIGTERM stops the receivers, drains the queue,
@@ -165,7 +165,7 @@ class Processor:
                 self._requested = False
                 due = last or (changed and time.monotonic() >= next_checkpoint)
                 if due and self.store is not None:
-                    state, published = self.engine.dump(), self._snapshot(now)
+                    state, published = self.engine.changes(), self._snapshot(now)
                 else:
                     state = published = None
             self._busy_s += rolled_up - started
