@@ -66,16 +66,16 @@ def test_a_restore_from_incremental_checkpoints_continues_like_an_uninterrupted_
 
 
 def test_a_failed_checkpoint_leaves_the_previous_one_whole(tmp_path):
-    engine, store = Engine(SMALL), Store(tmp_path / "state.db")
-    steps = workload(seed=9, traces=100)
+    engine = Engine(Config(trace_wait_s=86400, trace_idle_s=86400))  # the state grows
+    store, steps = Store(tmp_path / "state.db"), workload(seed=9, traces=600)
     run(engine, steps[:50])
     store.save(engine.changes(), 1)
     before = store.load()
     run(engine, steps[50:])
-    changes = engine.changes()
-    changes["spend"].append(("1h", 0, "bad", "not a number", "extra column"))
-    with pytest.raises(sqlite3.ProgrammingError):
-        store.save(changes, 2)
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {pages}")  # as a full disk would
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        store.save(engine.changes(), 2)
     assert store.load() == before
 
 

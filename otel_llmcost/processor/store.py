@@ -34,13 +34,28 @@ _SCHEMA = (
     "CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 1), saved_ns INTEGER NOT NULL, "
     "meta BLOB NOT NULL, traces BLOB NOT NULL, closed_count INTEGER NOT NULL)",
     "CREATE TABLE closed (seq INTEGER PRIMARY KEY, ids BLOB NOT NULL)",
-    "CREATE TABLE conversations (id TEXT PRIMARY KEY, turns REAL NOT NULL, "
-    "cost REAL NOT NULL, last_ns INTEGER NOT NULL)",
+    # Values as the JSON text they came in: read back by orjson, exactly.
+    "CREATE TABLE conversations (id TEXT PRIMARY KEY, state TEXT NOT NULL)",
     "CREATE TABLE spend (label TEXT NOT NULL, idx INTEGER NOT NULL, customer TEXT NOT NULL, "
-    "amount REAL NOT NULL, PRIMARY KEY (label, idx, customer))",
+    "amount TEXT NOT NULL, PRIMARY KEY (label, idx, customer))",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 _ID = 16  # bytes of a closed trace id
+# Rows go in as one JSON array per statement, unpacked by SQLite (json_each): a statement
+# per row would release and retake the GIL per row, and wait for the receiver threads
+# each time. json_each keeps the array's order, so rowids follow it.
+_DELETE_CONVERSATIONS = ("DELETE FROM conversations WHERE id IN "
+                         "(SELECT value FROM json_each(?))")
+_UPSERT_CONVERSATIONS = ("INSERT OR REPLACE INTO conversations "
+                         "SELECT value ->> 0, json_array(value -> 1, value -> 2, value -> 3) "
+                         "FROM json_each(?) ORDER BY key")
+_DELETE_WINDOWS = ("DELETE FROM spend WHERE (label, idx) IN "
+                   "(SELECT value ->> 0, value ->> 1 FROM json_each(?))")
+_DELETE_SPEND = ("DELETE FROM spend WHERE (label, idx, customer) IN "
+                 "(SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?))")
+_UPSERT_SPEND = ("INSERT INTO spend SELECT value ->> 0, value ->> 1, value ->> 2, value -> 3 "
+                 "FROM json_each(?) WHERE true ORDER BY key "
+                 "ON CONFLICT DO UPDATE SET amount = excluded.amount")
 
 
 class Store:
@@ -59,6 +74,8 @@ class Store:
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         try:
+            # A new file only: big pages write the open traces' blob 3-4 times faster.
+            db.execute("PRAGMA page_size = 65536")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoint, fast commits
             if not db.execute("SELECT 1 FROM sqlite_master").fetchone():  # a new file
@@ -81,22 +98,22 @@ class Store:
         db, chunks = self._db, deque(self._chunks)
         meta = orjson.dumps(state["meta"])
         conversations, spend, closed = state["conversations"], state["spend"], state["closed"]
+        written = len(meta) + len(state["traces"]) + len(closed)
         with db:  # commits, or rolls back if anything fails
             db.execute("BEGIN")
             if state["full"]:
                 for table in ("closed", "conversations", "spend"):
                     db.execute(f"DELETE FROM {table}")
                 chunks.clear()
-            db.executemany("DELETE FROM conversations WHERE id = ?",
-                           [(cid,) for cid in state["conversations_gone"]])
-            db.executemany("INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?)",
-                           conversations)
-            db.executemany("DELETE FROM spend WHERE label = ? AND idx = ?",
-                           state["windows_gone"])
-            db.executemany("DELETE FROM spend WHERE label = ? AND idx = ? AND customer = ?",
-                           state["spend_gone"])
-            db.executemany("INSERT INTO spend VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE "
-                           "SET amount = excluded.amount", spend)
+            for statement, rows in ((_DELETE_CONVERSATIONS, state["conversations_gone"]),
+                                    (_UPSERT_CONVERSATIONS, conversations),
+                                    (_DELETE_WINDOWS, state["windows_gone"]),
+                                    (_DELETE_SPEND, state["spend_gone"]),
+                                    (_UPSERT_SPEND, spend)):
+                if rows:
+                    text = orjson.dumps(rows)
+                    written += len(text)
+                    db.execute(statement, (text,))
             if closed:
                 seq = chunks[-1][0] + 1 if chunks else 0
                 db.execute("INSERT INTO closed VALUES (?, ?)", (seq, closed))
@@ -108,9 +125,7 @@ class Store:
             db.execute("INSERT OR REPLACE INTO meta VALUES (1, ?, ?, ?, ?)",
                        (now_ns, meta, state["traces"], kept))
         self._chunks = chunks
-        return (len(meta) + len(state["traces"]) + len(closed)
-                + sum(len(row[0]) + 24 for row in conversations)
-                + sum(len(row[0]) + len(row[2]) + 16 for row in spend))
+        return written
 
     def load(self) -> tuple[dict[str, Any], int] | None:
         """(full state, saved at) of the last checkpoint, or None if there is none or it is
@@ -162,11 +177,12 @@ def _read(db: sqlite3.Connection) -> tuple[dict[str, Any], int] | None:
             "full": True, "meta": orjson.loads(row[1]), "traces": row[2],
             "closed": closed[max(0, len(closed) - row[3] * _ID):] if row[3] else b"",
             "closed_count": row[3],
-            "conversations": db.execute("SELECT id, turns, cost, last_ns FROM conversations "
-                                        "ORDER BY rowid").fetchall(),
+            "conversations": [(cid, *orjson.loads(values)) for cid, values in db.execute(
+                "SELECT id, state FROM conversations ORDER BY rowid")],
             "conversations_gone": [],
-            "spend": db.execute("SELECT label, idx, customer, amount FROM spend "
-                                "ORDER BY rowid").fetchall(),
+            "spend": [(label, index, customer, orjson.loads(amount))
+                      for label, index, customer, amount in db.execute(
+                          "SELECT label, idx, customer, amount FROM spend ORDER BY rowid")],
             "spend_gone": [], "windows_gone": [],
         }
     return state, row[0]
