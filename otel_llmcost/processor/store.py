@@ -5,8 +5,8 @@ customer-spend rows that changed and deletes those that closed; closed trace ids
 appended as one row per checkpoint and trimmed to what the engine keeps; the open traces
 (short-lived, nearly all new each time) and the metrics are replaced whole. All of it in
 one transaction: a ``kill -9`` at any moment leaves either the previous checkpoint or the
-new one, never a mix. Rewriting the whole state every time made checkpoints the largest
-cost of the processor after decoding.
+new one, never a mix. Rewriting the whole state as JSON every time cost about 3.5 µs per
+span in the benchmark's stream (bench_processor.py), about half the cost of rolling up.
 
 Row order is state: conversations close in order of last activity and customers are
 folded away in order of first spend, so both tables are read back in rowid order (a
