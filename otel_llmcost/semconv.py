@@ -409,7 +409,9 @@ M_PROCESSOR_QUEUE: Final = MetricDef(
     "llmcost.processor.queue", "gauge", UNIT_REQUEST,
     "Requests waiting for the engine (when full, clients are told to retry later).")
 M_PROCESSOR_STATE_BYTES: Final = MetricDef(
-    "llmcost.processor.state", "gauge", UNIT_BYTES, "Size of the last checkpoint.")
+    "llmcost.processor.state", "gauge", UNIT_BYTES,
+    "Bytes the last checkpoint wrote (what changed since the one before, the open traces "
+    "and the metrics).")
 M_PROCESSOR_BUSY: Final = MetricDef(
     "llmcost.processor.busy", "counter", UNIT_SECONDS,
     "Time the engine thread spent rolling up: rate() of it is the engine's CPU share.")

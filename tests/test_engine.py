@@ -9,6 +9,7 @@ import pytest
 from otel_llmcost import semconv as sc
 from otel_llmcost.processor.engine import Config, Engine, turn_bucket
 from otel_llmcost.processor.records import SpanRecord
+from otel_llmcost.processor.store import Store
 
 S = 1_000_000_000
 HOUR = 3600 * S
@@ -240,21 +241,26 @@ def observable(engine: Engine) -> tuple:
             sorted(engine.gauges(), key=lambda g: (g[0].name, g[1])), live)
 
 
-def test_a_restored_checkpoint_continues_exactly_like_an_uninterrupted_run():
-    import json
+def test_a_restored_checkpoint_continues_exactly_like_an_uninterrupted_run(tmp_path):
     steps = workload(seed=5, traces=600)
     config = Config(trace_wait_s=30, conversation_idle_s=900)
     uninterrupted = run(Engine(config), steps)
-    first = run(Engine(config), steps[:311])
-    saved = json.loads(json.dumps(first.dump()))  # what the checkpoint file holds
-    assert saved["traces"] and saved["conversations"] and saved["windows"]["1h"]["open"]
+    first, store = Engine(config), Store(tmp_path / "state.db")
+    for start in range(0, 311, 40):  # incremental checkpoints on the way
+        run(first, steps[start:min(start + 40, 311)])
+        store.save(first.changes(), steps[start][0])
+    saved, _ = store.load()  # what the checkpoint file holds
+    assert saved["traces"] and saved["conversations"] and saved["spend"]
+    assert saved["meta"]["windows"]["1h"]["open"]
     restored = run(Engine.restore(config, saved), steps[311:])
     assert observable(restored) == observable(uninterrupted)
 
 
 def test_a_checkpoint_of_another_version_is_refused():
+    state = Engine().dump()
+    state["meta"]["version"] = 999
     with pytest.raises(ValueError, match="version"):
-        Engine.restore(Config(), {"version": 999})
+        Engine.restore(Config(), state)
 
 
 def test_max_tokens_headroom_is_the_output_share_of_max_tokens_weighted():

@@ -14,13 +14,11 @@ for conversations to go idle, and one after another they would take a minute.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -50,7 +48,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from otel_llmcost import semconv as sc
 from otel_llmcost.processor.engine import Config, Engine
 from otel_llmcost.processor.records import TOOL_OPERATION
-from otel_llmcost.processor.store import Store
+from otel_llmcost.processor.store import Store, read_checkpoint
 
 COMMAND = Path(sys.executable).with_name(sc.PROCESSOR_COMMAND)
 WAIT_S = 60.0  # only against a hang: every wait polls for a condition
@@ -334,13 +332,6 @@ def top_cost(series: Series) -> dict[tuple[str, str], float]:
             for (sample, labels), value in series.items() if sample == name}
 
 
-def read_checkpoint(path: Path) -> tuple[dict[str, Any], int] | None:
-    """(state, saved_ns) of the checkpoint row, read-only (a live processor may write)."""
-    with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
-        row = db.execute("SELECT state, saved_ns FROM checkpoint WHERE id = 1").fetchone()
-    return (json.loads(row[0]), row[1]) if row else None
-
-
 def wait_for_a_checkpoint_covering(process: ProcessorProcess, spans: int) -> None:
     """Wait for a checkpoint that holds everything sent so far (``spans`` spans).
 
@@ -538,7 +529,8 @@ def test_sigkill_after_a_covering_checkpoint_loses_nothing(runs):
     killed = runs["killed"].result()
     # The restart had open state to carry, not just finished histograms.
     assert killed.carried["traces"] and killed.carried["conversations"]
-    assert killed.carried["windows"]["1h"]["open"] and killed.carried["windows"]["1d"]["open"]
+    windows = killed.carried["meta"]["windows"]
+    assert windows["1h"]["open"] and windows["1d"]["open"] and killed.carried["spend"]
     assert_same_rollups(killed.final, runs["uninterrupted"].result())
 
 
@@ -584,7 +576,9 @@ def test_a_corrupted_state_file_is_moved_aside_and_the_processor_starts_empty(tm
         state_path.write_bytes(random.Random(3).randbytes(64 * 1024))
     else:  # a real checkpoint file, cut in half as a full disk or a bad copy would
         store = Store(state_path)
-        store.save({"padding": "0" * 400_000}, 1)  # spans many pages: the cut hits the row
+        state = Engine(Config()).dump()
+        state["traces"] = bytes(400_000)  # spans many pages: the cut hits the row
+        store.save(state, 1)
         store.close()
         whole = state_path.read_bytes()
         state_path.write_bytes(whole[:len(whole) // 2])
@@ -595,13 +589,13 @@ def test_a_corrupted_state_file_is_moved_aside_and_the_processor_starts_empty(tm
     assert "unreadable" in process.log()
     assert (tmp_path / "state.db.unreadable").read_bytes() == damaged  # kept for a post-mortem
     saved = read_checkpoint(state_path)  # the new file works: SIGTERM checkpointed into it
-    assert saved is not None and saved[0]["windows"]["1h"]["open"]
+    assert saved is not None and saved[0]["meta"]["windows"]["1h"]["open"]
 
 
 def test_a_checkpoint_of_an_incompatible_version_is_moved_aside_not_fatal(tmp_path):
     state_path = tmp_path / "state.db"
     state = Engine(Config()).dump()
-    state["version"] += 1  # as written by a newer processor
+    state["meta"]["version"] += 1  # as written by a newer processor
     store = Store(state_path)
     store.save(state, 1)
     store.close()
@@ -610,7 +604,7 @@ def test_a_checkpoint_of_an_incompatible_version_is_moved_aside_not_fatal(tmp_pa
         process.terminate()
     assert "version" in process.log()
     aside = read_checkpoint(tmp_path / "state.db.unreadable")
-    assert aside is not None and aside[0]["version"] == state["version"]  # kept, not lost
+    assert aside is not None and aside[0]["meta"]["version"] == state["meta"]["version"]
 
 
 def test_an_idle_processor_writes_no_checkpoint_but_saves_what_closes(tmp_path):

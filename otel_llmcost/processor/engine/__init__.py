@@ -115,8 +115,13 @@ class Engine:
                 sum(len(windows.open) for windows in self.customers.windows))
 
     def dump(self) -> dict[str, Any]:
-        """The whole state as JSON-able data (for a checkpoint)."""
-        return _state.dump(self)
+        """The whole state (a full checkpoint); `changes` continue from it."""
+        return _state.dump(self, full=True)
+
+    def changes(self) -> dict[str, Any]:
+        """What changed since the last `dump` or `changes` (or the restore): an incremental
+        checkpoint, to apply on top of the previous ones (`store.Store.save`)."""
+        return _state.dump(self, full=False)
 
     @classmethod
     def restore(cls, config: Config, state: dict[str, Any]) -> Engine:

@@ -39,6 +39,9 @@ class Conversations:
         self._max_open = max_open
         self._metrics = metrics
         self.open: OrderedDict[str, OpenConversation] = OrderedDict()
+        # Since the last checkpoint: the open ones touched, and those closed.
+        self.dirty: set[str] = set()
+        self.gone: list[str] = []
         self._turn_histograms: dict[str, tuple[Histogram, Histogram]] = {}  # cost, tokens
 
     def touch(self, conversation_id: str, now_ns: int) -> OpenConversation:
@@ -52,6 +55,7 @@ class Conversations:
         else:
             self.open.move_to_end(conversation_id)
         found.last_ns = now_ns
+        self.dirty.add(conversation_id)
         return found
 
     def add_turn(self, conversation_id: str, turn: Turn, weight: float, now_ns: int) -> None:
@@ -78,6 +82,8 @@ class Conversations:
 
     def close(self, conversation_id: str) -> None:
         conversation = self.open.pop(conversation_id)
+        self.dirty.discard(conversation_id)
+        self.gone.append(conversation_id)
         if conversation.turns:  # spans came, but no trace of it has closed yet: nothing to say
             self._metrics.observe(sc.M_CONVERSATION_COST, conversation.cost)
             self._metrics.observe(sc.M_CONVERSATION_TURNS, conversation.turns)

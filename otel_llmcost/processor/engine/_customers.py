@@ -23,12 +23,16 @@ Gauge = tuple[MetricDef, Labels, float]
 
 
 class Window:
-    __slots__ = ("spend", "other", "unattributed")
+    __slots__ = ("spend", "other", "unattributed", "dirty", "gone")
 
     def __init__(self) -> None:
         self.spend: dict[str, float] = {}  # in order of first spend
         self.other = 0.0  # customers folded in when the window was full
         self.unattributed = 0.0
+        # Since the last checkpoint: customers whose spend changed (a dict, to keep the
+        # order of first spend of new ones), and those folded into ``other``.
+        self.dirty: dict[str, None] = {}
+        self.gone: list[str] = []
 
     def total(self) -> float:
         return sum(self.spend.values()) + self.other + self.unattributed
@@ -64,6 +68,7 @@ class Windows:
         self.open: dict[int, Window] = {}
         self.closed_through = -1  # the newest closed window index
         self.per_active: dict[int, float] = {}  # hour of day → spend per active customer
+        self.gone: list[int] = []  # windows closed since the last checkpoint
 
     def _index(self, t_ns: int) -> int:
         if self._length_ns:
@@ -100,9 +105,13 @@ class Windows:
         elif len(spend) < self._max_customers:
             spend[customer_id] = amount
         else:  # full: fold the longest-known customer into __other__ to make room
-            window.other += spend.pop(next(iter(spend)))
+            folded = next(iter(spend))
+            window.other += spend.pop(folded)
+            window.dirty.pop(folded, None)
+            window.gone.append(folded)
             spend[customer_id] = amount
             self._metrics.add(sc.M_PROCESSOR_EVICTIONS, 1, ("customer",))
+        window.dirty[customer_id] = None
 
     def advance(self, now_ns: int) -> None:
         for index in sorted(self.open):
@@ -112,6 +121,7 @@ class Windows:
 
     def _close(self, index: int) -> None:
         window = self.open.pop(index)
+        self.gone.append(index)
         self.closed_through = max(self.closed_through, index)
         labels = (self.label,)
         for amount in window.spend.values():

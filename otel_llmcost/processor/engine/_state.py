@@ -1,4 +1,11 @@
-"""The engine's whole state as plain JSON-able data, and back: what a checkpoint stores.
+"""The engine's state as plain data, and back: what a checkpoint stores.
+
+A checkpoint is incremental. Conversations and customer spend are long-lived and mostly
+idle, so only the rows that changed since the last checkpoint are handed out (with the
+ids of those that closed); trace ids closed since then are appended. Open traces live
+a few seconds, so nearly all of them change between two checkpoints: they go whole, in a
+compact binary form (hex and JSON lists were most of a checkpoint's cost). Metrics are
+small and go whole as JSON-able data.
 
 Explicit rather than pickled: loading a checkpoint must never run code, and the format
 is versioned so that a newer processor can refuse (not misread) an older file.
@@ -6,6 +13,8 @@ is versioned so that a newer processor can refuse (not misread) an older file.
 
 from __future__ import annotations
 
+import struct
+from itertools import islice
 from typing import Any
 
 from otel_llmcost import semconv as sc
@@ -14,29 +23,61 @@ from otel_llmcost.processor.engine._customers import Window
 from otel_llmcost.processor.engine._metrics import Exemplar
 from otel_llmcost.processor.engine._traces import OpenTrace, Turn
 
-VERSION = 2  # 2: a trace's close time in its row instead of a "due" list; closed ids joined
+VERSION = 3  # 3: incremental rows; open traces binary
 _METRICS = {m.name: m for m in sc.ROLLUP_METRICS}
+# A trace: id, last, start, end, LLM calls, tool calls, retries, cost, weight, close time,
+# has a close time, links kept, turns; then its span ids, its parents' ids, and its turns.
+_TRACE = struct.Struct("<16sqqqqqqddq?II")
+_TURN = struct.Struct("<dqqI")  # cost, input tokens, first start, conversation id length
+_ID = 16  # bytes of a trace id
+_SPAN_ID = 8
 
 
-def dump(engine: Any) -> dict[str, Any]:
-    """Everything needed to continue exactly where the engine is."""
-    traces, metrics = engine.traces, engine.metrics
+def dump(engine: Any, full: bool) -> dict[str, Any]:
+    """What changed since the last dump (everything if ``full``), and start over from here.
+
+    ``conversations`` and ``spend`` rows come in the order a restore must rebuild them
+    (activity, and first spend); ``*_gone`` name the rows to delete first.
+    """
+    traces, conversations = engine.traces, engine.conversations
+    closed = traces.closed
+    new_closed = len(closed) if full else min(traces.newly_closed, len(closed))
+    state = {
+        "full": full,
+        "meta": _meta(engine),
+        "traces": _encode_traces(traces.open),
+        "closed": b"".join(list(islice(reversed(closed), new_closed))[::-1]),
+        "closed_count": len(closed),
+        "conversations": _conversation_rows(conversations, full),
+        "conversations_gone": [] if full else conversations.gone,
+        "spend": [(w.label, index, customer, window.spend[customer])
+                  for w in engine.customers.windows for index, window in w.open.items()
+                  for customer in (window.spend if full else window.dirty)],
+        "spend_gone": [] if full else [(w.label, index, customer)
+                                       for w in engine.customers.windows
+                                       for index, window in w.open.items()
+                                       for customer in window.gone],
+        "windows_gone": [] if full else [(w.label, index) for w in engine.customers.windows
+                                         for index in w.gone],
+    }
+    traces.newly_closed = 0
+    conversations.dirty, conversations.gone = set(), []
+    for w in engine.customers.windows:
+        w.gone = []
+        for window in w.open.values():
+            window.dirty, window.gone = {}, []
+    return state
+
+
+def _meta(engine: Any) -> dict[str, Any]:
+    metrics = engine.metrics
     return {
         "version": VERSION,
-        "traces": [[tid.hex(), t.last_ns, t.start_ns, t.end_ns, t.llm_calls, t.tool_calls,
-                    t.retries, t.cost, t.weight, t.due_ns,
-                    _links(t.parents),
-                    {cid: [u.cost, u.input_tokens, u.first_start_ns]
-                     for cid, u in t.turns.items()} if t.turns else None]
-                   for tid, t in traces.open.items()],
-        "closed": b"".join(traces.closed).hex(),
-        "runaways": [list(e) for e in traces.runaways],
-        "conversations": [[cid, c.turns, c.cost, c.last_ns]
-                          for cid, c in engine.conversations.open.items()],
+        "runaways": [list(e) for e in engine.traces.runaways],
         "windows": {w.label: {"closed_through": w.closed_through,
                               "per_active": [[h, v] for h, v in w.per_active.items()],
-                              "open": [[index, list(win.spend.items()), win.other,
-                                        win.unattributed] for index, win in w.open.items()]}
+                              "open": [[index, win.other, win.unattributed]
+                                       for index, win in w.open.items()]}
                     for w in engine.customers.windows},
         "histograms": [[m.name, list(labels), h.counts, h.sum]
                        for (m, labels), h in metrics.histograms.items()],
@@ -45,55 +86,99 @@ def dump(engine: Any) -> dict[str, Any]:
     }
 
 
-def load(engine: Any, state: dict[str, Any]) -> None:
-    """Put a `dump` back into a freshly built engine (same config)."""
-    if state.get("version") != VERSION:
-        raise ValueError(f"checkpoint version {state.get('version')!r}, expected {VERSION}")
-    traces, metrics = engine.traces, engine.metrics
-    for (tid, last, start, end, llm, tool, retries, cost, weight, due_ns, parents,
-         turns) in state["traces"]:
+def _conversation_rows(conversations: Any, full: bool) -> list[tuple[str, float, float, int]]:
+    """Every touch moves a conversation to the end of ``open``: those touched since the
+    last dump (``dirty``) are its last ``len(dirty)`` entries, oldest first here."""
+    open_ = conversations.open
+    ids = list(open_) if full else list(islice(reversed(open_), len(conversations.dirty)))[::-1]
+    rows = []
+    for cid in ids:
+        c = open_[cid]
+        rows.append((cid, c.turns, c.cost, c.last_ns))
+    return rows
+
+
+def _encode_traces(open_: dict[bytes, OpenTrace]) -> bytes:
+    pack, pack_turn, parts = _TRACE.pack, _TURN.pack, []
+    for tid, t in open_.items():
+        parents, turns, due = t.parents, t.turns, t.due_ns
+        parts.append(pack(tid, t.last_ns, t.start_ns, t.end_ns, t.llm_calls, t.tool_calls,
+                          t.retries, t.cost, t.weight, 0 if due is None else due,
+                          due is not None, len(parents), len(turns) if turns else 0))
+        parts.append(b"".join(parents))
+        parts.append(b"".join(parents.values()))
+        if turns:
+            for cid, u in turns.items():
+                raw = cid.encode()
+                parts.append(pack_turn(u.cost, u.input_tokens, u.first_start_ns, len(raw)))
+                parts.append(raw)
+    return b"".join(parts)
+
+
+def _decode_traces(raw: bytes, open_: dict[bytes, OpenTrace]) -> None:
+    at, end = 0, len(raw)
+    while at < end:
+        (tid, last, start, stop, llm, tool, retries, cost, weight, due, has_due, links,
+         turns) = _TRACE.unpack_from(raw, at)
+        at += _TRACE.size
+        half = links * _SPAN_ID
+        if at + 2 * half > end:
+            raise ValueError("checkpoint: a trace's links are cut short")
         t = OpenTrace()
-        t.last_ns, t.start_ns, t.end_ns, t.llm_calls, t.tool_calls = last, start, end, llm, tool
-        t.retries, t.cost, t.weight, t.due_ns = retries, cost, weight, due_ns
-        raw = bytes.fromhex(parents)
-        half = len(raw) // 2
-        t.parents = {raw[i:i + 8]: raw[half + i:half + i + 8] for i in range(0, half, 8)}
+        t.last_ns, t.start_ns, t.end_ns, t.llm_calls, t.tool_calls = last, start, stop, llm, tool
+        t.retries, t.cost, t.weight = retries, cost, weight
+        t.due_ns = due if has_due else None
+        t.parents = {raw[i:i + _SPAN_ID]: raw[i + half:i + half + _SPAN_ID]
+                     for i in range(at, at + half, _SPAN_ID)}
+        at += 2 * half
         if turns:
             t.turns = {}
-            for cid, (turn_cost, input_tokens, first_start) in turns.items():
-                turn = t.turns[cid] = Turn()
-                turn.cost, turn.input_tokens, turn.first_start_ns = (
-                    turn_cost, input_tokens, first_start)
-        traces.open[bytes.fromhex(tid)] = t
+            for _ in range(turns):
+                turn = Turn()
+                turn.cost, turn.input_tokens, turn.first_start_ns, size = _TURN.unpack_from(
+                    raw, at)
+                at += _TURN.size
+                t.turns[raw[at:at + size].decode()] = turn
+                at += size
+        open_[tid] = t
+    if at != end:
+        raise ValueError("checkpoint: the open traces are cut short")
+
+
+def load(engine: Any, state: dict[str, Any]) -> None:
+    """Put a full `dump` (or what a store rebuilt from dumps) into a fresh engine."""
+    meta = state["meta"]
+    if meta.get("version") != VERSION:
+        raise ValueError(f"checkpoint version {meta.get('version')!r}, expected {VERSION}")
+    traces, metrics = engine.traces, engine.metrics
+    _decode_traces(state["traces"], traces.open)
     traces.due.extend(sorted((t.due_ns, tid) for tid, t in traces.open.items()
                              if t.due_ns is not None))
-    closed = bytes.fromhex(state["closed"])
-    traces.closed.update((closed[i:i + 16], None) for i in range(0, len(closed), 16))
-    traces.runaways.extend(Exemplar(*e) for e in state["runaways"])
+    closed = state["closed"]
+    if len(closed) % _ID:
+        raise ValueError("checkpoint: closed trace ids cut short")
+    traces.closed.update((closed[i:i + _ID], None) for i in range(0, len(closed), _ID))
+    traces.runaways.extend(Exemplar(*e) for e in meta["runaways"])
     for cid, turns_, cost, last in state["conversations"]:
         c = engine.conversations.open[cid] = OpenConversation()
         c.turns, c.cost, c.last_ns = turns_, cost, last
+    by_label = {w.label: w for w in engine.customers.windows}
     for w in engine.customers.windows:
-        saved = state["windows"].get(w.label)
+        saved = meta["windows"].get(w.label)
         if saved is None:  # a window kind added since the checkpoint: it starts empty
             continue
         w.closed_through = saved["closed_through"]
         w.per_active = {h: v for h, v in saved["per_active"]}
-        for index, spend, other, unattributed in saved["open"]:
+        for index, other, unattributed in saved["open"]:
             win = w.open[index] = Window()
-            win.spend = {c: v for c, v in spend}
             win.other, win.unattributed = other, unattributed
-    for name, labels, counts, total in state["histograms"]:
+    for label, index, customer, amount in state["spend"]:
+        if label in by_label:  # (not a window kind dropped since)
+            by_label[label].open[index].spend[customer] = amount
+    for name, labels, counts, total in meta["histograms"]:
         h = metrics.histogram(_METRICS[name], tuple(labels))  # in place: the engine holds some
         h.counts, h.sum = counts, total
-    for name, labels, value in state["counters"]:
+    for name, labels, value in meta["counters"]:
         metrics.counters[(_METRICS[name], tuple(labels))] = value
-    for name, labels, *exemplar in state["exemplars"]:
+    for name, labels, *exemplar in meta["exemplars"]:
         metrics.exemplars[(_METRICS[name], tuple(labels))] = Exemplar(*exemplar)
-
-
-def _links(parents: dict[bytes, bytes]) -> str:
-    """A trace's (span, parent) links as one hex string: every span id, then every parent
-    id in the same order. Encoding them pair by pair made checkpoints the processor's
-    largest cost."""
-    return (b"".join(parents) + b"".join(parents.values())).hex()

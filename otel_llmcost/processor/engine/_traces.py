@@ -133,6 +133,7 @@ class Traces:
         self.due: deque[tuple[int, bytes]] = deque()  # (close at, trace id), by time
         # Recently closed traces: a late span of one is counted, not made a new trace.
         self.closed: OrderedDict[bytes, None] = OrderedDict()
+        self.newly_closed = 0  # since the last checkpoint: the newest entries of ``closed``
         self.runaways: deque[Exemplar] = deque(maxlen=100)  # recent, for drill-down
         self._histograms: tuple[Histogram, ...] = ()  # _OBSERVED's, bound at the first close
 
@@ -179,6 +180,7 @@ class Traces:
             return  # already closed (evicted, or idle before its wait ended)
         closed = self.closed
         closed[trace_id] = None
+        self.newly_closed += 1
         if len(closed) > self._limits.max_open:
             closed.popitem(last=False)
         m, weight, limits = self._metrics, trace.weight, self._limits
