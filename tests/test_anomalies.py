@@ -108,3 +108,36 @@ def test_customers_tracked_are_capped() -> None:
     engine = Engine(Config(anomaly_max_customers=50, window_grace_s=60.0))
     play(engine, range(0, 3), {f"k{i}": 0.01 for i in range(500)}, calls_per_minute=1)
     assert len(engine.anomalies._customers) == 50
+
+
+def test_a_restored_engine_judges_like_an_uninterrupted_one() -> None:
+    """The detector's state is in the checkpoint: a restart mid-surge neither forgets the
+    baseline (no second warm-up) nor reports an anomaly twice."""
+    surge = {**STEADY, "abuser": 1.0}
+    uninterrupted = Engine(CONFIG)
+    play(uninterrupted, range(0, 180), STEADY)
+    expected = play(uninterrupted, range(180, 240), surge)
+    engine = Engine(CONFIG)
+    play(engine, range(0, 180), STEADY)
+    first = play(engine, range(180, 195), surge)  # restarted while the anomaly is active
+    engine = Engine.restore(CONFIG, engine.dump())
+    got = first + play(engine, range(195, 240), surge)
+
+    def same(events: list) -> list:  # each run makes its own trace ids
+        return [e._replace(trace_ids=len(e.trace_ids)) for e in events]
+    assert same(got) == same(expected)
+    assert {e.kind for e in expected} == {sc.ANOMALY_CUSTOMER, sc.ANOMALY_GLOBAL}
+
+
+def test_a_runaway_flagged_before_a_restart_is_not_flagged_again() -> None:
+    config = Config(runaway_llm_calls=3, trace_wait_s=1.0, trace_idle_s=600.0)
+    engine = Engine(config)
+    trace_id, root = bytes(range(16)), (99).to_bytes(8, "big")
+    for n in range(5):
+        engine.ingest([call("acme", 0.01, T0 + n * NS, trace_id, parent=root)], T0 + n * NS)
+    engine = Engine.restore(config, engine.dump())
+    for n in range(5, 8):
+        engine.ingest([call("acme", 0.01, T0 + n * NS, trace_id, parent=root)], T0 + n * NS)
+    engine.ingest([SpanRecord(trace_id, root, b"", T0, T0 + 8 * NS)], T0 + 8 * NS)
+    engine.advance(T0 + 10 * NS)
+    assert [e.state for e in engine.anomalies.events] == [sc.ANOMALY_CLEARED]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from otel_llmcost import semconv as sc
 from otel_llmcost.processor.engine._metrics import Metrics
@@ -249,10 +249,59 @@ class Anomalies:
                                         active.customer_id, time_ns, trace_ids,
                                         **figures))  # type: ignore[arg-type]
 
+    # --- checkpoints ------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Plain data to continue from (a checkpoint's): each subject's unjudged and recent
+        buckets, its baseline's non-zero buckets (most are zero), its run of hot or cold
+        buckets, its anomaly; example trace ids only where an anomaly may start."""
+        return {"first": self._first, "judged_through": self._judged_through,
+                "subjects": [_subject_state(customer_id, subject) for customer_id, subject
+                             in ((None, self._global), *self._customers.items())],
+                "runaway": [[t.hex(), a.customer_id] for t, a in self.runaway.items()]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from `state` (into a fresh detector)."""
+        self._first, self._judged_through = state["first"], state["judged_through"]
+        for saved in state["subjects"]:
+            customer_id, subject = _subject_from(saved)
+            if customer_id is None:
+                self._global = subject
+            else:
+                self._customers[customer_id] = subject
+        for trace_hex, customer_id in state["runaway"]:
+            self.runaway[bytes.fromhex(trace_hex)] = Active(
+                sc.ANOMALY_RUNAWAY_TRACE, sc.SEVERITY_CRITICAL, customer_id)
+
     def active(self) -> list[Active]:
         """Anomalies in progress (for the ``llmcost.anomaly`` gauge)."""
         found = [s.active for s in (self._global, *self._customers.values()) if s.active]
         return found + list(self.runaway.values())
+
+
+def _subject_state(customer_id: str | None, s: _Subject) -> list[Any]:
+    keep_examples = s.active is not None or s.hot > 0
+    return [customer_id, s.judged_through, s.hot, s.cold,
+            list(s.active) if s.active else None, [[i, v] for i, v in s.pending.items()],
+            list(s.recent),
+            len(s.before), [[i, v] for i, v in enumerate(s.before) if v],
+            [[index, [[cost, t.hex()] for cost, t in found]]
+             for index, found in s.examples.items()] if keep_examples else []]
+
+
+def _subject_from(saved: list[Any]) -> tuple[str | None, _Subject]:
+    (customer_id, judged_through, hot, cold, active, pending, recent, before_len, before,
+     examples) = saved
+    subject = _Subject(judged_through, 0, 0)
+    subject.hot, subject.cold = hot, cold
+    subject.active = Active(*active) if active else None
+    subject.pending = {int(index): spend for index, spend in pending}
+    subject.recent = deque(recent)
+    subject.before = deque([0.0] * before_len)
+    for offset, spend in before:
+        subject.before[offset] = spend
+    subject.examples = {int(index): [(cost, bytes.fromhex(t)) for cost, t in found]
+                        for index, found in examples}
+    return customer_id, subject
 
 
 def _examples(subject: _Subject) -> tuple[str, ...]:

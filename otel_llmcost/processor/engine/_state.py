@@ -23,7 +23,7 @@ from otel_llmcost.processor.engine._customers import Window
 from otel_llmcost.processor.engine._metrics import Exemplar
 from otel_llmcost.processor.engine._traces import OpenTrace, Turn
 
-VERSION = 3  # 3: incremental rows; open traces binary
+VERSION = 4  # 3: incremental rows; open traces binary. 4: the anomaly detector's state
 _METRICS = {m.name: m for m in sc.ROLLUP_METRICS}
 # A trace: id, last, start, end, LLM calls, tool calls, retries, cost, weight, close time,
 # has a close time, links kept, turns; then its span ids, its parents' ids, and its turns.
@@ -83,6 +83,7 @@ def _meta(engine: Any) -> dict[str, Any]:
                        for (m, labels), h in metrics.histograms.items()],
         "counters": [[m.name, list(labels), v] for (m, labels), v in metrics.counters.items()],
         "exemplars": [[m.name, list(labels), *e] for (m, labels), e in metrics.exemplars.items()],
+        "anomalies": engine.anomalies.state(),
     }
 
 
@@ -182,3 +183,7 @@ def load(engine: Any, state: dict[str, Any]) -> None:
         metrics.counters[(_METRICS[name], tuple(labels))] = value
     for name, labels, *exemplar in meta["exemplars"]:
         metrics.exemplars[(_METRICS[name], tuple(labels))] = Exemplar(*exemplar)
+    engine.anomalies.restore(meta["anomalies"])
+    for trace_id in engine.anomalies.runaway:  # flagged already: not again
+        if trace_id in traces.open:
+            traces.open[trace_id].runaway = True
