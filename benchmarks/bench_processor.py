@@ -404,9 +404,23 @@ def child_floor(path: Path) -> dict[str, Any]:
     engine_s = time.process_time() - started
     closed = sum(h.count for (m, _), h in engine.metrics.histograms.items()
                  if m is sc.M_TRACE_COST)
+    # The same without anomaly detection: its spend intake and bucket judging turned into
+    # no-ops on this one engine (diagnostic: what detection costs per span).
+    quiet = Engine()
+    quiet.anomalies.add = lambda *args: None  # type: ignore[method-assign]
+    quiet.anomalies.advance = lambda now_ns: None  # type: ignore[method-assign]
+    now = time.time_ns()
+    gc.collect()
+    started = time.process_time()
+    for batch in records:
+        quiet.ingest(batch, now)
+        quiet.advance(now)
+        now += step
+    quiet.advance(now + 10**10)
+    quiet_s = time.process_time() - started
     return {"spans": spans, "rejected": rejected, "parse_s": parse,
             "parse_decode_s": parse_decode, "engine_s": engine_s, "traces_closed": closed,
-            "open_traces": len(engine.traces.open)}
+            "open_traces": len(engine.traces.open), "engine_no_anomalies_s": quiet_s}
 
 
 # ------------------------------------------------------------------------ child: client
@@ -1037,6 +1051,10 @@ def report(r: dict[str, Any]) -> str:
     parse = [f["spans"] / f["parse_s"] for f in floors]
     decode_ = [f["spans"] / f["parse_decode_s"] for f in floors]
     engine = [f["spans"] / f["engine_s"] for f in floors]
+    quiet = [f["spans"] / f["engine_no_anomalies_s"] for f in floors]
+    # What anomaly detection costs per span, paired within each round (same records).
+    detection_us = _med([1e6 * (f["engine_s"] - f["engine_no_anomalies_s"]) / f["spans"]
+                         for f in floors])
     both = [f["spans"] / (f["parse_decode_s"] + f["engine_s"]) for f in floors]
     floor = _med(decode_)
     lines = [
@@ -1050,6 +1068,9 @@ def report(r: dict[str, Any]) -> str:
         (f"| engine alone: `ingest` + `advance`, all traces closed (one thread) | "
         f"{_med(engine):,.0f} | {_range(engine)} | {_med(engine) / floor:.2f} | — | "
         f"{1e6 / _med(engine):.2f} µs |"),
+        (f"| engine alone, anomaly detection off (diagnostic) | "
+        f"{_med(quiet):,.0f} | {_range(quiet)} | {_med(quiet) / floor:.2f} | — | "
+        f"{1e6 / _med(quiet):.2f} µs |"),
         (f"| decode + engine (one thread, no transport, queue or checkpoint) | "
         f"{_med(both):,.0f} | {_range(both)} | {_med(both) / floor:.2f} | — | "
         f"{1e6 / _med(both):.2f} µs |"),
@@ -1088,6 +1109,12 @@ def report(r: dict[str, Any]) -> str:
         f"**{per_conv:,.0f} B** (tracemalloc, traces closed; target ≤ "
         f"{TARGET_BYTES_PER_CONVERSATION:,} B: {_met(per_conv <= TARGET_BYTES_PER_CONVERSATION)})"
         f"; RSS growth {m['rss']['closed'] / n:,.0f} B per conversation.")
+    if "http" in per_span:
+        verdicts.append(
+            f"- Anomaly detection: {detection_us:.2f} µs per span in the engine (paired "
+            f"on/off within each round), {detection_us / per_span['http']:.1%} of the "
+            f"end-to-end CPU per span over OTLP/HTTP: the throughput it costs (target: a drop "
+            f"≤ 10 %: {_met(detection_us / per_span['http'] <= 0.10)}).")
     if "http" in per_span and NO_STATE in per_span:
         one = 1e6 / _med(both)
         verdicts.append(
@@ -1191,7 +1218,9 @@ closed (`{TRACE_COUNT}` = traces sent).
 `ExportTraceServiceRequest().ParseFromString`; `otlp.parse_protobuf` + `otlp.decode` (what a \
 receiver does); and the engine alone on the decoded records (`Engine.ingest` + \
 `Engine.advance` per request at a simulated {ENGINE_RATE:,} spans/s, then every trace \
-closed), `time.process_time`.
+closed), `time.process_time`; then the same with the anomaly detector's intake and judging \
+made no-ops (its cost per span is the paired difference, and the end-to-end runs have it \
+on: it is on by default).
 - **State size**: an in-process `Engine` (default config) fed {n:,} agent traces of the same \
 shape ({m['spans']:,} spans), each the only turn of its own conversation (so {n:,} open \
 conversations, ids as the decoder makes them: a new object per span), {m['customers']:,} \
