@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from typing import Any, Iterable
 
-from otel_llmcost import semconv as sc
+from otel_llmcost import _faults, semconv as sc
 from otel_llmcost.processor.engine import AnomalyEvent
 
 _LOG = logging.getLogger("otel_llmcost.processor")
@@ -39,7 +39,10 @@ class AnomalyReporter:
             _LOG.log(logging.WARNING if started else logging.INFO,
                      "otel-llmcost-processor: anomaly %s: %s", event.state, _message(event))
             if self._logger is not None:
-                self._emit(event, document, now_ns)
+                try:
+                    self._emit(event, document, now_ns)
+                except Exception as fault:  # noqa: BLE001 - never stop the engine thread
+                    _faults.report("processor.anomaly_log", fault)
 
     def _emit(self, event: AnomalyEvent, document: dict[str, Any], now_ns: int) -> None:
         from opentelemetry._logs import LogRecord, SeverityNumber
