@@ -101,9 +101,11 @@ def spawn(cmd: Sequence[str], env: dict[str, str]) -> dict[str, Any]:
 _TOTALS = re.compile(r"^totals:\s+(\d+)", re.MULTILINE)
 
 
-def callgrind(cmd: Sequence[str], out: Path, env: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    """Instructions a child counted between its callgrind toggles, and its result."""
-    result = spawn(["valgrind", "--tool=callgrind", "--instr-atstart=no",
+def callgrind(cmd: Sequence[str], out: Path, env: dict[str, str],
+              whole: bool = False) -> tuple[int, dict[str, Any]]:
+    """Instructions a child counted between its callgrind toggles (``whole``: all of its
+    instructions, start-up included), and its result."""
+    result = spawn(["valgrind", "--tool=callgrind", f"--instr-atstart={'yes' if whole else 'no'}",
                     f"--callgrind-out-file={out}", *cmd], env)
     if "error" in result:
         raise RuntimeError(f"callgrind run {out.name} failed: {result['error']}\n"

@@ -423,6 +423,46 @@ def child_floor(path: Path) -> dict[str, Any]:
             "open_traces": len(engine.traces.open), "engine_no_anomalies_s": quiet_s}
 
 
+def child_engine(path: Path, detection: bool) -> dict[str, Any]:
+    """Decode the bodies, then roll them up with anomaly detection on or off (for callgrind:
+    the two runs differ only by detection, so the difference of their instruction totals is
+    its cost)."""
+    from otel_llmcost.processor.engine import Engine
+    from otel_llmcost.processor.otlp import Limits, decode, parse_protobuf
+
+    limits = Limits()
+    records = [decode(parse_protobuf(body), limits).records for body in read_bodies(path)]
+    engine = Engine()
+    if not detection:
+        engine.anomalies.add = lambda *args: None  # type: ignore[method-assign]
+        engine.anomalies.advance = lambda now_ns: None  # type: ignore[method-assign]
+    now = time.time_ns() // 10**9 * 10**9
+    step = int(SPANS_PER_BATCH / ENGINE_RATE * 1e9)
+    for batch in records:
+        engine.ingest(batch, now)
+        engine.advance(now)
+        now += step
+    engine.advance(now + 10**10)
+    return {"spans": sum(map(len, records)), "cpu_s": time.process_time()}
+
+
+def detection_instructions(path: Path, out: Path) -> dict[str, float]:
+    """Instructions per span that anomaly detection adds to the engine: callgrind totals of
+    the same child with detection on and off (deterministic: PYTHONHASHSEED=0)."""
+    totals = {}
+    for mode in ("on", "off"):
+        child = [sys.executable, str(Path(__file__).resolve()), "--child", "engine", str(path),
+                 mode]
+        ir, result = _results.callgrind(child, out / f"callgrind.processor.detection-{mode}.out",
+                                        _child_env(), whole=True)
+        totals[mode] = ir
+        spans = result["spans"]
+    # Instructions → µs at the child's own rate: its whole CPU time, run natively.
+    native = _spawn_json(["--child", "engine", str(path), "on"])
+    return {"spans": spans, "ir_per_us": totals["on"] / (native["cpu_s"] * 1e6),
+            "added": (totals["on"] - totals["off"]) / spans}
+
+
 # ------------------------------------------------------------------------ child: client
 
 
@@ -1110,11 +1150,17 @@ def report(r: dict[str, Any]) -> str:
         f"{TARGET_BYTES_PER_CONVERSATION:,} B: {_met(per_conv <= TARGET_BYTES_PER_CONVERSATION)})"
         f"; RSS growth {m['rss']['closed'] / n:,.0f} B per conversation.")
     if "http" in per_span:
+        d = r["detection"]
+        added_us = d["added"] / d["ir_per_us"]
         verdicts.append(
-            f"- Anomaly detection: {detection_us:.2f} µs per span in the engine (paired "
-            f"on/off within each round), {detection_us / per_span['http']:.1%} of the "
-            f"end-to-end CPU per span over OTLP/HTTP: the throughput it costs (target: a drop "
-            f"≤ 10 %: {_met(detection_us / per_span['http'] <= 0.10)}).")
+            f"- Anomaly detection: **{d['added']:+,.0f} instructions per span** in the engine "
+            f"(callgrind: the same {d['spans']:,} spans decoded and rolled up with detection "
+            f"on and off, the difference of the totals), ≈ {added_us:.2f} µs at that "
+            f"process's own {d['ir_per_us']:,.0f} Ir/µs, "
+            f"**{added_us / per_span['http']:.1%} of the end-to-end CPU per span** over "
+            f"OTLP/HTTP: the throughput it costs (target: a drop ≤ 10 %: "
+            f"{_met(added_us / per_span['http'] <= 0.10)}). Timed on and off in the same "
+            f"rounds the difference is {detection_us:+.2f} µs, inside the noise.")
     if "http" in per_span and NO_STATE in per_span:
         one = 1e6 / _med(both)
         verdicts.append(
@@ -1219,8 +1265,11 @@ closed (`{TRACE_COUNT}` = traces sent).
 receiver does); and the engine alone on the decoded records (`Engine.ingest` + \
 `Engine.advance` per request at a simulated {ENGINE_RATE:,} spans/s, then every trace \
 closed), `time.process_time`; then the same with the anomaly detector's intake and judging \
-made no-ops (its cost per span is the paired difference, and the end-to-end runs have it \
-on: it is on by default).
+made no-ops (a timed diagnostic; the end-to-end runs have detection on, the default). \
+**Anomaly detection's cost**: `valgrind --tool=callgrind` on one process that decodes the \
+distinct requests and rolls them up, once with detection on and once off \
+(`PYTHONHASHSEED=0`: the totals are deterministic); per span = the difference of the totals \
+÷ spans, turned into µs at that process's own instructions per µs of CPU (a native run).
 - **State size**: an in-process `Engine` (default config) fed {n:,} agent traces of the same \
 shape ({m['spans']:,} spans), each the only turn of its own conversation (so {n:,} open \
 conversations, ids as the decoder makes them: a new object per span), {m['customers']:,} \
@@ -1298,6 +1347,8 @@ def main() -> None:
             child_client(rest[0], int(rest[1]), Path(rest[2]), int(rest[3]))
         elif kind == "memory":
             print(json.dumps(child_memory(int(rest[0]), int(rest[1]))))
+        elif kind == "engine":
+            print(json.dumps(child_engine(Path(rest[0]), rest[1] == "on")))
         return
 
     if args.batches % args.unique:
@@ -1348,6 +1399,11 @@ def main() -> None:
                           f"{x['spans'] / x['drain_wall_s']:,.0f} wall", file=sys.stderr)
                     e2e[step].append(x)
         phases["throughput"] = time.monotonic() - mark
+        print("anomaly detection's instructions (callgrind, on and off)…", file=sys.stderr)
+        mark = time.monotonic()
+        (HERE / "callgrind").mkdir(exist_ok=True)
+        detection = detection_instructions(unique_path, HERE / "callgrind")
+        phases["detection"] = time.monotonic() - mark
     print(f"state size at {args.conversations:,} open conversations…", file=sys.stderr)
     mark = time.monotonic()
     memory = _spawn_json(["--child", "memory", str(args.conversations), str(args.reps)])
@@ -1357,6 +1413,7 @@ def main() -> None:
                          "checkout")
     seconds = time.monotonic() - started
     results = {"data": data, "floor": floor, "e2e": e2e, "memory": memory,
+               "detection": detection,
                "settings": {"batches": args.batches, "unique": args.unique,
                             "rounds": args.rounds,
                             "connections": args.connections, "reps": args.reps},
