@@ -26,7 +26,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import otel_llmcost
-from otel_llmcost import budgets, pricing, semconv as sc, tokens
+from otel_llmcost import attribution, budgets, pricing, semconv as sc, tokens
 from otel_llmcost.budgets import Budget, BudgetExceeded, BudgetUnavailable, Ledger, Settings
 from otel_llmcost.usage import Usage
 from tests.conftest import scenario
@@ -582,3 +582,24 @@ def test_4_processes_race_on_redis(provider: Any, tmp_path: Path, redis_url: str
     assert int(client.hget(key, "reserved")) == 0
     check_race(results, sink, int(client.hget(key, "spent")), RACE_HARD, RACE_WORST,
                RACE_ACTUAL)
+
+
+def test_the_readme_worked_example_is_a_valid_budgets_file(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Budgets"):]
+    block = section[section.index("```yaml\n") + 8:section.index("```", section.index(
+        "```yaml\n") + 8)]
+    document = yaml.safe_load(block)
+    document["sqlite_path"] = str(tmp_path / "budgets.db")
+    settings = budgets.from_mapping(document)
+    assert [b.name for b in settings.budgets] == ["free-daily", "search-monthly",
+                                                  "everything"]
+    ledger = budgets.configure(settings)
+    assert ledger is not None
+    with otel_llmcost.attributes(customer_id="acme", customer_tier="free", feature="search"):
+        scope = attribution.current()
+    hold = ledger.reserve(sc.PROVIDER_OPENAI, sc.OP_CHAT, MODEL, 500, lambda: [TEXT], scope)
+    assert hold is not None
+    hold.settle(0.01)
+    assert sorted((s.budget, s.customer) for s in ledger.status()) == [
+        ("everything", None), ("free-daily", "acme"), ("search-monthly", None)]
