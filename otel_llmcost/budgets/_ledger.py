@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from opentelemetry import metrics
 
 from otel_llmcost import _faults, pricing, semconv as sc, tokens
+from otel_llmcost._bounded import BoundedCache
 from otel_llmcost.budgets import _period
 from otel_llmcost.budgets._spec import Budget, Settings
 from otel_llmcost.budgets._store import (
@@ -100,14 +101,14 @@ class _Compiled:
         self.hard = round(budget.hard_usd * NANO)
         self.soft = round(budget.soft_usd * NANO) if budget.soft_usd else 0
         self.tz = ZoneInfo(budget.timezone)
-        self._now = ("", -math.inf)  # (key, end) of the period last asked about
+        self._now = ("", math.inf, -math.inf)  # (key, start, end) of the last period asked
 
     def period(self, now_s: float) -> tuple[str, float]:
-        """The current period's key and end (one attribute: threads see both or neither)."""
+        """The current period's key and end (one attribute: threads see all or nothing)."""
         found = self._now
-        if now_s >= found[1] or now_s < found[1] - 32 * _DAY_S:  # rolled over (or back)
+        if not found[1] <= now_s < found[2]:
             found = self._now = _period.current(self.budget.period, self.tz, now_s)
-        return found
+        return found[0], found[2]
 
     def covers(self, customer: str | None, tier: str | None, feature: str | None
                ) -> str | None:
@@ -163,10 +164,11 @@ class Ledger:
         self._clock = clock
         self._down_until = 0.0  # monotonic time until which the store is skipped
         self._pid, self._tag, self._serial = -1, "", itertools.count()
-        self._token_counts: dict[tuple[int, int], int] = {}
-        self._routes: dict[tuple[str | None, str | None, str | None], _Route] = {}
+        self._token_counts: BoundedCache[tuple[int, int], int] = BoundedCache(_TOKEN_CACHE)
+        self._routes: BoundedCache[tuple[str | None, str | None, str | None], _Route] = (
+            BoundedCache(_ROUTES_MAX))
         self._seen: dict[tuple[str, str], tuple[str, int, int]] = {}  # → period, spent, rsvd
-        self._logged: dict[str, None] = {}
+        self._logged: BoundedCache[str, None] = BoundedCache(_LOGGED_MAX)
         self._lock = threading.Lock()
         meter = metrics.get_meter(sc.INSTRUMENTATION_SCOPE, __version__, meter_provider)
         self._refused = _counter(meter, sc.M_BUDGET_REFUSED)
@@ -288,9 +290,7 @@ class Ledger:
                                       ends + _DAY_S))
             route = _Route(tuple(owners), tuple(lines), now,
                            min((line.expires_s - _DAY_S for line in lines), default=math.inf))
-            if len(self._routes) >= _ROUTES_MAX:
-                self._routes.clear()
-            self._routes[who] = route
+            self._routes.add(who, route)
         return route
 
     def _worst_case(self, provider: str, operation: str, model: str | None,
@@ -309,14 +309,10 @@ class Ledger:
         """Tokens of one text, cached by (length, hash): a conversation resends its history
         every turn, and tiktoken costs about 0.3 µs per token."""
         key = (len(text), hash(text))
-        counts = self._token_counts
-        found = counts.get(key)
+        found = self._token_counts.get(key)
         if found is None:
             found = tokens.count(text)
-            if len(counts) >= _TOKEN_CACHE:
-                for stale in list(itertools.islice(counts, _TOKEN_CACHE // 2)):
-                    counts.pop(stale, None)
-            counts[key] = found
+            self._token_counts.add(key, found)
         return found
 
     def _ticket(self) -> str:
@@ -352,13 +348,9 @@ class Ledger:
                 _faults.report("budgets.on_notify", fault)
 
     def _log_once(self, key: str, message: str, *args: Any) -> None:
-        with self._lock:
-            if key in self._logged:
-                return
-            if len(self._logged) >= _LOGGED_MAX:
-                self._logged.pop(next(iter(self._logged)))
-            self._logged[key] = None
-        _LOG.warning(message, *args)
+        if key not in self._logged:
+            self._logged.add(key, None)
+            _LOG.warning(message, *args)
 
     def _forget_smallest(self) -> None:
         """Bound the counters remembered for the gauges: keep the bigger spenders."""

@@ -142,9 +142,7 @@ class Invocation:
             return
         self._ended = True
         self.detach()
-        # What the call cost, for its budget reservation: nothing if it failed without a
-        # reply, None (unknown) if it has a reply we could not price or never read.
-        actual: float | None = 0.0 if reply is None and exc is not None else None
+        actual = None
         try:
             actual = self._record(reply, exc)
         except Exception as fault:  # noqa: BLE001 - never break the app
@@ -152,10 +150,12 @@ class Invocation:
         finally:
             self.span.end()
             if self._hold is not None:
-                self._hold.settle(actual)
+                # The budget reservation: nothing spent if the call failed without a reply;
+                # unknown (None) if its reply could not be priced or was never read.
+                self._hold.settle(0.0 if reply is None and exc is not None else actual)
 
     def _record(self, reply: Reply | None, exc: BaseException | None) -> float | None:
-        """Annotate the span and record metrics; returns the call's cost (USD) if known."""
+        """Annotate the span and record metrics; returns the call's cost (USD) if priced."""
         tel, span, req = self._tel, self.span, self.request
         elapsed = time.perf_counter() - self._start
         recording = span.is_recording()
@@ -173,7 +173,7 @@ class Invocation:
         if reply is None:
             if recording and self.retries:
                 span.set_attribute(sc.LLMCOST_RETRIES, self.retries)
-            return 0.0 if exc is not None else None
+            return None
         usage = reply.usage
         if usage is None and reply.output_text is not None:
             usage = _estimate(req, reply.output_text)

@@ -14,7 +14,7 @@ import os
 import threading
 from typing import NamedTuple
 
-from otel_llmcost.pricing._bounded import BoundedCache
+from otel_llmcost._bounded import BoundedCache
 from otel_llmcost.pricing._listprices import ListRates, list_rates, list_version
 from otel_llmcost.pricing._overrides import Overrides, load
 from otel_llmcost.pricing._rates import Rates

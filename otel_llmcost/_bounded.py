@@ -1,4 +1,5 @@
-"""A dict with a size limit, for caches keyed by model names that come from traffic."""
+"""A dict with a size limit, for caches keyed by what traffic brings (model names, customer
+ids, texts): arbitrary keys must not grow memory."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ V = TypeVar("V")
 
 
 class BoundedCache(dict[K, V]):
-    """Forgets its oldest entry once full, so arbitrary model names cannot grow memory.
+    """Forgets its oldest entry once full, so arbitrary keys cannot grow memory.
 
     Reads are plain ``dict`` reads (lock-free, fast); only ``add`` takes a lock.
     """
