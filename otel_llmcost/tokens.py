@@ -65,7 +65,7 @@ def count(text: str) -> int:
         return 0
     enc = _encoding
     if enc is not None:
-        return len(enc.encode(text, disallowed_special=()))
+        return len(enc.encode_ordinary(text))  # special-token text counts as text
     return max(1, len(text) // CHARS_PER_TOKEN)
 
 

@@ -223,6 +223,37 @@ def test_a_reservation_never_settled_lapses(store_settings: dict) -> None:
     alive.close()
 
 
+@pytest.mark.parametrize("store_settings", ["sqlite", "redis"], indirect=True)
+def test_a_forked_child_issues_its_own_tickets(store_settings: dict) -> None:
+    """A forked worker (gunicorn, multiprocessing) must not reuse its parent's lease ids:
+    both number their next ticket alike, so only the prefix tells the two leases apart."""
+    budget = Budget("shared", hard_usd=100.0)
+    ledger, _ = ledger_with(store_settings, budget)
+    reserved, release = os.pipe(), os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child holds a reservation while the parent makes its own
+        code = 1
+        try:
+            child, _ = ledger_with(store_settings, budget)
+            hold = reserve(child)
+            os.write(reserved[1], b"x")
+            os.read(release[0], 1)
+            hold.settle(0.25)
+            child.close()
+            code = 0
+        finally:
+            os._exit(code)
+    os.read(reserved[0], 1)
+    hold = reserve(ledger)
+    os.write(release[1], b"x")
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert hold is not None
+    hold.settle(0.5)
+    [row] = ledger.status()
+    assert (row.spent_usd, row.reserved_usd) == (pytest.approx(0.75), 0)
+    ledger.close()
+
+
 # --- Through the SDKs -------------------------------------------------------------------
 
 @pytest.fixture

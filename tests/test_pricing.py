@@ -36,6 +36,7 @@ from genai_prices.data_snapshot import get_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, Provider
 
 import otel_llmcost.pricing as pricing
+from otel_llmcost._bounded import BoundedCache
 from otel_llmcost.pricing import Cost, PriceBook, price
 from otel_llmcost.semconv import (ENV_PRICES_FILE, PROVIDER_ANTHROPIC, PROVIDER_OPENAI,
                                   SOURCE_LOCAL, SOURCE_PROVIDER, STATUS_ESTIMATED,
@@ -133,6 +134,23 @@ def test_long_context_cliff_prices_every_token_at_tier(book: PriceBook) -> None:
                                               output_tokens=1000))
     assert_cost(at, input=199_000 * 3 * M, cache_read=1000 * 0.3 * M, output=1000 * 15 * M,
                 savings=1000 * (3 - 0.3) * M)
+
+
+@pytest.mark.parametrize(("provider", "model", "input_tokens", "output_tokens"), [
+    (OPENAI, "gpt-4o", 1200, 100),
+    (ANTHROPIC, SONNET, 200_000, 1000),
+    (ANTHROPIC, SONNET, 200_001, 1000),  # past the long-context cliff
+])
+def test_price_tokens_is_price_of_uncached_usage(book: PriceBook, provider: str, model: str,
+                                                 input_tokens: int, output_tokens: int) -> None:
+    expected = book.price(provider, model, Usage(input_tokens=input_tokens,
+                                                 output_tokens=output_tokens)).amount
+    assert book.price_tokens(provider, model, input_tokens, output_tokens) == expected
+
+
+def test_price_tokens_of_unknown_model_is_none(book: PriceBook) -> None:
+    assert book.price_tokens(OPENAI, "no-such-model", 100, 100) is None
+    assert book.price_tokens(OPENAI, None, 100, 100) is None
 
 
 @pytest.mark.parametrize(("provider", "dated", "canonical"), [
@@ -518,6 +536,15 @@ def test_cache_stays_bounded_for_many_unknown_models(book: PriceBook) -> None:
     assert len(book._known) <= 1024
     assert (OPENAI, "gpt-4o") in book._known  # unknown names do not evict known models
     assert (len(snapshot._lookup_cache), len(snapshot._provider_cache)) == genai_cache_sizes
+
+
+def test_bounded_cache_forgets_oldest_first() -> None:
+    cache: BoundedCache[int, int] = BoundedCache(3)
+    for key in range(10_000):
+        cache.add(key, key)
+    assert list(cache) == [9997, 9998, 9999]
+    cache.add(9998, -1)  # an existing key is updated in place, nothing is evicted
+    assert dict(cache) == {9997: 9997, 9998: -1, 9999: 9999}
 
 
 def test_second_call_does_not_touch_genai_prices(book: PriceBook,

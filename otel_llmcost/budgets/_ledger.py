@@ -30,7 +30,6 @@ from otel_llmcost.budgets import _period
 from otel_llmcost.budgets._spec import Budget, Settings
 from otel_llmcost.budgets._store import (
     NANO, THRESHOLD_80, THRESHOLD_100, Admission, Line, MemoryStore, Store, StoreUnavailable)
-from otel_llmcost.usage import Usage
 from otel_llmcost.version import __version__
 
 _LOG = logging.getLogger("otel_llmcost.budgets")
@@ -125,13 +124,14 @@ class _Compiled:
 
 class _Route:
     """The budget lines that calls with one attribution fall under, in the periods current
-    from ``since`` to ``ends``."""
+    from ``since`` to ``ends``; ``counters`` names each line's counter for the gauges."""
 
-    __slots__ = ("owners", "lines", "since", "ends")
+    __slots__ = ("owners", "lines", "counters", "since", "ends")
 
     def __init__(self, owners: tuple[tuple[_Compiled, str], ...], lines: tuple[Line, ...],
                  since: float, ends: float) -> None:
         self.owners, self.lines, self.since, self.ends = owners, lines, since, ends
+        self.counters = tuple((compiled.budget.name, subject) for compiled, subject in owners)
 
 
 class Hold:
@@ -163,7 +163,8 @@ class Ledger:
         self._on_notify = on_notify
         self._clock = clock
         self._down_until = 0.0  # monotonic time until which the store is skipped
-        self._pid, self._tag, self._serial = -1, "", itertools.count()
+        self._ttl_s = settings.reservation_ttl_s
+        self._estimate = self._count if settings.input_estimate == "tiktoken" else _utf8_bytes
         self._token_counts: BoundedCache[tuple[int, int], int] = BoundedCache(_TOKEN_CACHE)
         self._routes: BoundedCache[tuple[str | None, str | None, str | None], _Route] = (
             BoundedCache(_ROUTES_MAX))
@@ -203,17 +204,17 @@ class Ledger:
                 return None
             if self._down_until and time.monotonic() < self._down_until:
                 return self._store_failed(None)
-            ticket = self._ticket()
+            ticket = _tag + str(next(_serial))
             try:
                 admission = self._store.reserve(ticket, route.lines, amount, now,
-                                                now + self.settings.reservation_ttl_s)
+                                                now + self._ttl_s)
             except StoreUnavailable as error:
                 return self._store_failed(error)
             held = amount if admission.granted else 0
             seen = self._seen
-            for (compiled, subject), line, (spent, reserved) in zip(
-                    route.owners, route.lines, admission.totals):
-                seen[(compiled.budget.name, subject)] = (line.key, spent, reserved + held)
+            for counter, line, (spent, reserved) in zip(
+                    route.counters, route.lines, admission.totals):
+                seen[counter] = (line.key, spent, reserved + held)
             if admission.over:
                 self._over(route, admission, amount)
             return Hold(self, ticket, route, amount)
@@ -255,11 +256,14 @@ class Ledger:
                 self._store_failed(error, settling=True)
                 return
             seen = self._seen
-            for (compiled, subject), line, (spent, reserved), new in zip(
-                    route.owners, route.lines, settled.totals, settled.crossed):
-                seen[(compiled.budget.name, subject)] = (line.key, spent, reserved)
-                if new:
-                    self._crossed(compiled, subject, line, spent, new)
+            for counter, line, (spent, reserved) in zip(
+                    route.counters, route.lines, settled.totals):
+                seen[counter] = (line.key, spent, reserved)
+            if any(settled.crossed):
+                for (compiled, subject), line, (spent, _), new in zip(
+                        route.owners, route.lines, settled.totals, settled.crossed):
+                    if new:
+                        self._crossed(compiled, subject, line, spent, new)
             if len(seen) > _SEEN_MAX:
                 self._forget_smallest()
         except Exception as fault:  # noqa: BLE001 - never break the app
@@ -297,13 +301,11 @@ class Ledger:
                     max_tokens: int | None, input_texts: Callable[[], Iterable[str]] | None
                     ) -> int | None:
         """The call's worst-case cost in nano-USD, None if its model has no price."""
-        count = self._count if self.settings.input_estimate == "tiktoken" else _utf8_bytes
-        input_tokens = sum(map(count, input_texts())) if input_texts else 0
+        input_tokens = sum(map(self._estimate, input_texts())) if input_texts else 0
         if max_tokens is None:
             max_tokens = 0 if operation == sc.OP_EMBEDDINGS else self.settings.default_max_tokens
-        cost = pricing.price(provider, model, Usage(input_tokens=input_tokens,
-                                                    output_tokens=max_tokens))
-        return None if cost.amount is None else math.ceil(cost.amount * NANO)
+        cost = pricing.price_tokens(provider, model, input_tokens, max_tokens)
+        return None if cost is None else math.ceil(cost * NANO)
 
     def _count(self, text: str) -> int:
         """Tokens of one text, cached by (length, hash): a conversation resends its history
@@ -314,12 +316,6 @@ class Ledger:
             found = tokens.count(text)
             self._token_counts.add(key, found)
         return found
-
-    def _ticket(self) -> str:
-        pid = os.getpid()
-        if pid != self._pid:  # a forked child must not reuse its parent's tickets
-            self._pid, self._tag = pid, f"{pid:x}.{uuid.uuid4().hex[:12]}."
-        return self._tag + str(next(self._serial))
 
     def _store_failed(self, error: StoreUnavailable | None, settling: bool = False
                       ) -> Hold | None:
@@ -388,6 +384,18 @@ class Ledger:
 
 
 _active: Ledger | None = None
+_serial = itertools.count()
+_tag = ""  # tickets are "<pid>.<random>.<serial>": unique across processes and hosts
+
+
+def _new_tag() -> None:
+    """A forked child must not reuse its parent's tickets."""
+    global _tag
+    _tag = f"{os.getpid():x}.{uuid.uuid4().hex[:12]}."
+
+
+_new_tag()
+os.register_at_fork(after_in_child=_new_tag)
 
 
 def active() -> Ledger | None:

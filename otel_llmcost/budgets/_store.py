@@ -71,6 +71,8 @@ def admit(lines: Sequence[Line], totals: Sequence[tuple[int, int]], amount: int
         spent, reserved = totals[i]
         if spent + reserved + amount > line.hard:
             over += (i,)
+    if not over:
+        return True, over
     return not any(lines[i].enforce for i in over), over
 
 
@@ -102,13 +104,13 @@ class MemoryStore:
                 lease_until: float) -> Admission:
         rows_of = self._rows
         with self._lock:
-            rows = []
+            rows, totals = [], []
             for line in lines:
                 row = rows_of.get(line.key)
                 if row is None:
                     row = rows_of[line.key] = [0, 0, 0, line.expires_s]
                 rows.append(row)
-            totals = tuple((row[0], row[1]) for row in rows)
+                totals.append((row[0], row[1]))
             granted, over = admit(lines, totals, amount)
             if granted:
                 for row in rows:
@@ -116,7 +118,7 @@ class MemoryStore:
             self._until_sweep -= 1
             if self._until_sweep <= 0:
                 self._sweep(now_s)
-        return Admission(granted, over, totals)
+        return Admission(granted, over, tuple(totals))
 
     def settle(self, ticket: str, lines: Sequence[Line], amount: int, actual: int,
                now_s: float) -> Settled:

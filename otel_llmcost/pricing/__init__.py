@@ -23,7 +23,7 @@ from otel_llmcost.semconv import (ENV_PRICES_FILE, SOURCE_LOCAL, SOURCE_PROVIDER
                                   STATUS_ESTIMATED, STATUS_EXACT, STATUS_UNKNOWN)
 from otel_llmcost.usage import Usage
 
-__all__ = ("Cost", "PriceBook", "preload", "price")
+__all__ = ("Cost", "PriceBook", "preload", "price", "price_tokens")
 
 _log = logging.getLogger(__name__)
 
@@ -74,10 +74,7 @@ class PriceBook:
     def price(self, provider: str, model: str | None, usage: Usage, *,
               service_tier: str | None = None, provider_cost: float | None = None) -> Cost:
         """Cost of one call; ``provider_cost`` (a cost the response reported) wins over ours."""
-        key = (provider, model)
-        tiers = self._known.get(key)
-        if tiers is None and key not in self._unknown:
-            tiers = self._compile(provider, model)
+        tiers = self._tiers(provider, model)
         if tiers is None:
             if provider_cost is None:
                 return self._unknown_cost
@@ -90,6 +87,23 @@ class PriceBook:
             return _reported(provider_cost, amount, parts, self.version)
         status = STATUS_ESTIMATED if usage.estimated or tier_estimated else STATUS_EXACT
         return Cost(amount, *parts, status, SOURCE_LOCAL, self.version)
+
+    def price_tokens(self, provider: str, model: str | None, input_tokens: int,
+                     output_tokens: int) -> float | None:
+        """USD of uncached input and output tokens at the standard tier; None if the model
+        has no price. The budgets' worst case, priced on every call: no `Usage` or `Cost`."""
+        tiers = self._tiers(provider, model)
+        if tiers is None:
+            return None
+        band = tiers.at(None)[0].band(input_tokens)
+        return input_tokens * band.input + output_tokens * band.output
+
+    def _tiers(self, provider: str, model: str | None) -> TierRates | None:
+        key = (provider, model)
+        tiers = self._known.get(key)
+        if tiers is None and key not in self._unknown:
+            tiers = self._compile(provider, model)
+        return tiers
 
     def _compile(self, provider: str, model: str | None) -> TierRates | None:
         tiers = None if model is None else self._rates(provider, model)
@@ -171,6 +185,13 @@ def price(provider: str, model: str | None, usage: Usage, *, service_tier: str |
     """
     return (_default_book or _default()).price(provider, model, usage, service_tier=service_tier,
                                                provider_cost=provider_cost)
+
+
+def price_tokens(provider: str, model: str | None, input_tokens: int,
+                 output_tokens: int) -> float | None:
+    """`PriceBook.price_tokens` on the default book."""
+    return (_default_book or _default()).price_tokens(provider, model, input_tokens,
+                                                      output_tokens)
 
 
 _preload_started = False
