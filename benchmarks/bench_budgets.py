@@ -81,12 +81,16 @@ def child(config: str, store: dict[str, Any], calls: int, warmup: int,
 
     for i in range(warmup):
         call(i)
+    # Spans are exported in the window they were made in, whenever the batch processor's
+    # thread would have run: the instruction counts then repeat run to run.
+    tracer_provider.force_flush()
     toggle = bench_overhead._callgrind_toggle() if callgrind else None
     if toggle is not None:
         toggle.start_instrumentation()
     cpu, wall = time.process_time(), time.perf_counter()
     for i in range(warmup, warmup + calls):
         call(i)
+    tracer_provider.force_flush()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     if toggle is not None:
         toggle.stop_instrumentation()
@@ -260,7 +264,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=100, help="warm-up calls")
     parser.add_argument("--rounds", type=int, default=7, help="timing rounds")
     parser.add_argument("--n1", type=int, default=100, help="callgrind N1")
-    parser.add_argument("--n2", type=int, default=300, help="callgrind N2")
+    parser.add_argument("--n2", type=int, default=500, help="callgrind N2")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="parallel callgrind runs")
     parser.add_argument("--write", action="store_true", help="also write RESULTS.md")

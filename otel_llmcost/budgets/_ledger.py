@@ -15,7 +15,6 @@ import itertools
 import logging
 import math
 import os
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -36,7 +35,6 @@ _LOG = logging.getLogger("otel_llmcost.budgets")
 _DAY_S = 86400.0
 _RETRY_STORE_AFTER_S = 1.0  # after a store failure, calls skip it (fail mode) this long
 _TOKEN_CACHE = 8192  # token counts of recent texts (conversations resend their history)
-_SEEN_MAX = 20_000  # per-customer counters remembered for the gauges
 _LOGGED_MAX = 4096  # (budget line) refusals already logged
 _ROUTES_MAX = 8192  # attributions (customer, tier, feature) whose budget lines are cached
 _UNPRICED = {sc.LLMCOST_BUDGET_UNACCOUNTED_REASON: sc.UNACCOUNTED_UNPRICED}
@@ -124,14 +122,15 @@ class _Compiled:
 
 class _Route:
     """The budget lines that calls with one attribution fall under, in the periods current
-    from ``since`` to ``ends``; ``counters`` names each line's counter for the gauges."""
+    from ``since`` to ``ends``, and the store's last word on them for the gauges:
+    ``reading`` = (serial, (spent, reserved) per line, amount held on top of reserved)."""
 
-    __slots__ = ("owners", "lines", "counters", "since", "ends")
+    __slots__ = ("owners", "lines", "since", "ends", "reading")
 
     def __init__(self, owners: tuple[tuple[_Compiled, str], ...], lines: tuple[Line, ...],
                  since: float, ends: float) -> None:
         self.owners, self.lines, self.since, self.ends = owners, lines, since, ends
-        self.counters = tuple((compiled.budget.name, subject) for compiled, subject in owners)
+        self.reading: tuple[int, tuple[tuple[int, int], ...], int] | None = None
 
 
 class Hold:
@@ -168,9 +167,8 @@ class Ledger:
         self._token_counts: BoundedCache[tuple[int, int], int] = BoundedCache(_TOKEN_CACHE)
         self._routes: BoundedCache[tuple[str | None, str | None, str | None], _Route] = (
             BoundedCache(_ROUTES_MAX))
-        self._seen: dict[tuple[str, str], tuple[str, int, int]] = {}  # → period, spent, rsvd
+        self._readings = itertools.count()  # orders the routes' readings of shared lines
         self._logged: BoundedCache[str, None] = BoundedCache(_LOGGED_MAX)
-        self._lock = threading.Lock()
         meter = metrics.get_meter(sc.INSTRUMENTATION_SCOPE, __version__, meter_provider)
         self._refused = _counter(meter, sc.M_BUDGET_REFUSED)
         self._notifications = _counter(meter, sc.M_BUDGET_NOTIFICATIONS)
@@ -210,11 +208,8 @@ class Ledger:
                                                 now + self._ttl_s)
             except StoreUnavailable as error:
                 return self._store_failed(error)
-            held = amount if admission.granted else 0
-            seen = self._seen
-            for counter, line, (spent, reserved) in zip(
-                    route.counters, route.lines, admission.totals):
-                seen[counter] = (line.key, spent, reserved + held)
+            route.reading = (next(self._readings), admission.totals,
+                             amount if admission.granted else 0)
             if admission.over:
                 self._over(route, admission, amount)
             return Hold(self, ticket, route, amount)
@@ -255,17 +250,12 @@ class Ledger:
             except StoreUnavailable as error:
                 self._store_failed(error, settling=True)
                 return
-            seen = self._seen
-            for counter, line, (spent, reserved) in zip(
-                    route.counters, route.lines, settled.totals):
-                seen[counter] = (line.key, spent, reserved)
+            route.reading = (next(self._readings), settled.totals, 0)
             if any(settled.crossed):
                 for (compiled, subject), line, (spent, _), new in zip(
                         route.owners, route.lines, settled.totals, settled.crossed):
                     if new:
                         self._crossed(compiled, subject, line, spent, new)
-            if len(seen) > _SEEN_MAX:
-                self._forget_smallest()
         except Exception as fault:  # noqa: BLE001 - never break the app
             _faults.report("budgets.settle", fault)
 
@@ -348,30 +338,31 @@ class Ledger:
             self._logged.add(key, None)
             _LOG.warning(message, *args)
 
-    def _forget_smallest(self) -> None:
-        """Bound the counters remembered for the gauges: keep the bigger spenders."""
-        with self._lock:
-            seen = self._seen
-            if len(seen) > _SEEN_MAX:
-                ranked = sorted(seen.items(), key=lambda item: item[1][1])
-                for key, _ in ranked[:len(ranked) - _SEEN_MAX // 2]:
-                    seen.pop(key, None)
-
     def status(self, top_k: int | None = None) -> list[BudgetStatus]:
         """The budget counters of the current periods that this process has touched, as of
-        its last reservation or settlement (other processes may have moved them since);
+        its last reservation or settlement (other processes may have moved them since), for
+        the (customer, tier, feature) attributions of its route cache (``_ROUTES_MAX``);
         per-customer budgets: the ``top_k`` biggest spenders (default: the setting)."""
         now = self._clock()
-        by_budget = {c.budget.name: c for c in self._budgets}
+        latest: dict[str, tuple[int, _Compiled, str, int, int]] = {}  # line key → newest
+        for route in list(self._routes.values()):  # (a list: other threads add routes)
+            reading = route.reading
+            if reading is None:
+                continue
+            serial, totals, held = reading
+            for (compiled, subject), line, (spent, reserved) in zip(route.owners, route.lines,
+                                                                     totals):
+                found = latest.get(line.key)
+                if found is None or found[0] < serial:
+                    latest[line.key] = (serial, compiled, subject, spent, reserved + held)
         rows: dict[str, list[BudgetStatus]] = {}
-        for (name, subject), (key, spent, reserved) in list(self._seen.items()):
-            compiled = by_budget.get(name)
+        for key, (_, compiled, subject, spent, reserved) in latest.items():
             period = _period_of(key)
-            if compiled is None or period != compiled.period(now)[0]:
+            if period != compiled.period(now)[0]:
                 continue
             b = compiled.budget
-            rows.setdefault(name, []).append(BudgetStatus(
-                name, _customer(subject), period, spent / NANO, reserved / NANO, b.soft_usd,
+            rows.setdefault(b.name, []).append(BudgetStatus(
+                b.name, _customer(subject), period, spent / NANO, reserved / NANO, b.soft_usd,
                 b.hard_usd))
         top = []
         for found in rows.values():
