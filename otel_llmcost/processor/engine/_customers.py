@@ -12,6 +12,7 @@ in six points), and the number of active customers.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Iterator
 
@@ -26,7 +27,10 @@ class Window:
     __slots__ = ("spend", "other", "unattributed", "dirty", "gone")
 
     def __init__(self) -> None:
-        self.spend: dict[str, float] = {}  # in order of first spend
+        # In order of first spend. An OrderedDict: a full window folds its oldest entry on
+        # every new customer, and a dict's next(iter()) rescans the slots of those folded
+        # (30 µs a fold at 100,000 customers, against 0.6).
+        self.spend: OrderedDict[str, float] = OrderedDict()
         self.other = 0.0  # customers folded in when the window was full
         self.unattributed = 0.0
         # Since the last checkpoint: customers whose spend changed (a dict, to keep the
@@ -105,8 +109,8 @@ class Windows:
         elif len(spend) < self._max_customers:
             spend[customer_id] = amount
         else:  # full: fold the longest-known customer into __other__ to make room
-            folded = next(iter(spend))
-            window.other += spend.pop(folded)
+            folded, spent = spend.popitem(last=False)
+            window.other += spent
             window.dirty.pop(folded, None)
             window.gone.append(folded)
             spend[customer_id] = amount
