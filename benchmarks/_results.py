@@ -3,6 +3,7 @@ holds one top-level section per benchmark (each rewrites only its own)."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib.util
 import json
@@ -99,6 +100,20 @@ def spawn(cmd: Sequence[str], env: dict[str, str]) -> dict[str, Any]:
 
 
 _TOTALS = re.compile(r"^totals:\s+(\d+)", re.MULTILINE)
+
+
+def freeze_heap() -> None:
+    """Collect, then move every live object out of the collector's reach (``gc.freeze``).
+
+    Called by a child after its warm-up, before measuring, in every configuration alike.
+    A full collection walks the whole heap (openai, pydantic, the OTel SDK, price data:
+    ~100,000 objects), and whether one falls inside the N1 or the N2 window shifts with
+    any change to what was imported: two commits with the same call path measured
+    296 k instructions per call apart. Frozen, the window's collections only walk what
+    the measured calls allocated, which is the per-call cost.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def callgrind(cmd: Sequence[str], out: Path, env: dict[str, str],

@@ -84,6 +84,7 @@ def child(config: str, store: dict[str, Any], calls: int, warmup: int,
     # Spans are exported in the window they were made in, whenever the batch processor's
     # thread would have run: the instruction counts then repeat run to run.
     tracer_provider.force_flush()
+    _results.freeze_heap()
     toggle = bench_overhead._callgrind_toggle() if callgrind else None
     if toggle is not None:
         toggle.start_instrumentation()
@@ -228,7 +229,8 @@ def report(ir: dict[str, float], samples: dict[str, list[dict[str, Any]]],
         "which shows what the tokenizer costs. Spans go through a BatchSpanProcessor to a "
         "null exporter.",
         f"- **Instructions** (primary): `valgrind --tool=callgrind`, switched on after "
-        f"{settings['warmup']} warm-up calls; per call = (Ir(N2) − Ir(N1)) / (N2 − N1), "
+        f"{settings['warmup']} warm-up calls, a full collection and `gc.freeze()` (as in "
+        "the overhead benchmark); per call = (Ir(N2) − Ir(N1)) / (N2 − N1), "
         f"N1 = {settings['n1']}, N2 = {settings['n2']}. Callgrind counts this process only: "
         "the Redis server's work and the waits for it are not instructions here, hence the "
         "wall-time column. Ir → µs with `none`'s own instructions per µs of CPU measured "

@@ -195,6 +195,7 @@ def child(config: str, workload: str, sampler: str, calls: int, warmup: int,
         call()
     tracer_provider.force_flush()
     exporter.count = 0
+    _results.freeze_heap()
     toggle = _callgrind_toggle() if callgrind else None
     if toggle is not None:
         toggle.start_instrumentation()
@@ -440,7 +441,9 @@ chunk only when the request asks for it, like the API).
 ALWAYS_OFF (`off`); MeterProvider + InMemoryMetricReader (not collected while measuring). \
 The final span flush is inside the measured window.
 - **Instructions** (primary): `valgrind --tool=callgrind`, instrumentation switched on (client \
-request) after {warmup} warm-up calls and off after the flush; per call = \
+request) after {warmup} warm-up calls, a full collection and `gc.freeze()` (so that the \
+collections inside the window walk only what the measured calls allocated, not the whole \
+start-up heap at moments that shift from build to build), and off after the flush; per call = \
 (Ir(N2) − Ir(N1)) / (N2 − N1), with N1 = {n1}, N2 = {n2} on `chat` and N1 = {stream_n1}, \
 N2 = {stream_n2} on `stream`. Added = config − baseline of the same \
 workload. Repeated runs agree within about ±0.3 %.

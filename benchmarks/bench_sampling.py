@@ -503,6 +503,7 @@ def child(config: str, exporter_kind: str, start: int, calls: int, pace: float,
     provider.force_flush()
     exporter.__init__()  # count the measured traces only
     offsets = arrivals(len(measured), pace)
+    _results.freeze_heap()
     toggle = _callgrind_toggle() if callgrind else None
     if toggle is not None:
         toggle.start_instrumentation()
@@ -979,7 +980,8 @@ once, traces arriving as a Poisson process at {pace:g} traces/s (the cap \
 .SerializeToString()` and counts the bytes (uncompressed OTLP/protobuf, as sent without \
 gzip). "Exported whole" = every span of the trace was exported.
 - **Instructions** (primary CPU figure): `valgrind --tool=callgrind`, switched on after \
-{start} warm-up calls (whole traces; enough for `top_percent` to learn) and off after the \
+{start} warm-up calls (whole traces; enough for `top_percent` to learn), a full collection \
+and `gc.freeze()` (as in the overhead benchmark), and off after the \
 final flush; per LLM call = (Ir(N2) − Ir(N1)) / (calls(N2) − calls(N1)), N1 = {n1}, \
 N2 = {n2} calls (whole traces), unpaced (under callgrind the app runs at a few traces/s). \
 Two exporters: `otlp` (the encoding one: the net effect of sampling, export savings \
