@@ -25,8 +25,12 @@ class BoundedCache(OrderedDict[K, V]):
         self.maxsize = maxsize
         self._lock = threading.Lock()
 
-    def add(self, key: K, value: V) -> None:
+    def add(self, key: K, value: V) -> bool:
+        """Set ``key``; True if it was not there (decided under the lock, so of threads
+        adding the same key at once exactly one is told it was new)."""
         with self._lock:
-            if key not in self and len(self) >= self.maxsize:
+            new = key not in self
+            if new and len(self) >= self.maxsize:
                 self.popitem(last=False)
             self[key] = value
+            return new

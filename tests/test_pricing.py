@@ -543,8 +543,9 @@ def test_bounded_cache_forgets_oldest_first() -> None:
     for key in range(10_000):
         cache.add(key, key)
     assert list(cache) == [9997, 9998, 9999]
-    cache.add(9998, -1)  # an existing key is updated in place, nothing is evicted
+    assert cache.add(9998, -1) is False  # an existing key is updated, nothing is evicted
     assert dict(cache) == {9997: 9997, 9998: -1, 9999: 9999}
+    assert cache.add(10_000, 0) is True
 
 
 def test_second_call_does_not_touch_genai_prices(book: PriceBook,

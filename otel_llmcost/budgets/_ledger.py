@@ -273,7 +273,7 @@ class Ledger:
                scope.get(sc.LLMCOST_FEATURE))
         route = self._routes.get(who)
         if route is None or not route.since <= now < route.ends:
-            owners, lines = [], []
+            owners, lines, until = [], [], math.inf
             for compiled in self._budgets:
                 subject = compiled.covers(*who)
                 if subject is not None:
@@ -282,8 +282,8 @@ class Ledger:
                     lines.append(Line(f"{compiled.budget.name}|{subject}|{period}",
                                       compiled.hard, compiled.soft, compiled.budget.enforce,
                                       ends + _DAY_S))
-            route = _Route(tuple(owners), tuple(lines), now,
-                           min((line.expires_s - _DAY_S for line in lines), default=math.inf))
+                    until = min(until, ends)
+            route = _Route(tuple(owners), tuple(lines), now, until)
             self._routes.add(who, route)
         return route
 
@@ -334,8 +334,7 @@ class Ledger:
                 _faults.report("budgets.on_notify", fault)
 
     def _log_once(self, key: str, message: str, *args: Any) -> None:
-        if key not in self._logged:
-            self._logged.add(key, None)
+        if key not in self._logged and self._logged.add(key, None):
             _LOG.warning(message, *args)
 
     def status(self, top_k: int | None = None) -> list[BudgetStatus]:
