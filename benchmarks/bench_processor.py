@@ -35,7 +35,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,11 @@ TARGET_SPANS_PER_CORE = 30_000
 TARGET_FLOOR_SHARE = 0.50
 TARGET_BYTES_PER_CONVERSATION = 2048
 ENGINE_RATE = 30_000  # spans/s of simulated arrival in the single-thread engine pass
+# End-to-end runs re-stamp the spans' event times to end at about this many spans/s from
+# about when the client starts sending: a service at that load sees spans as they end, so
+# every rollup (anomaly buckets included) takes them as current, not as minutes late.
+REPLAY_RATE = 50_000
+STAMP_LEAD_S = 4.0  # from stamping to the first request: writing the bodies, client start
 IDLE_S = 2.0  # idle processor CPU is measured over this long before each run
 POLL_S = 0.05  # scrape interval while waiting for the engine to drain
 WAIT_S = 300.0  # only against a hang
@@ -278,7 +283,8 @@ def select_spans(batches: int, seed: int = SEED, base_ns: int | None = None
              "customers": len({t.customer for t in traces.values()}),
              "kinds": dict(kinds),
              "attributes": sorted(Counter(len(s.attributes) for _, s in chosen).items()),
-             "errors": sum(s.error for _, s in chosen)}
+             "errors": sum(s.error for _, s in chosen),
+             "first_end_ns": chosen[0][1].end_ns, "last_end_ns": chosen[-1][1].end_ns}
     return chosen, stats
 
 
@@ -322,24 +328,35 @@ def encode_batches(chosen: list[tuple[PlannedTrace, PlannedSpan]]) -> list[bytes
             for i in range(0, len(spans), SPANS_PER_BATCH)]
 
 
-def replicate(bodies: list[bytes], copies: int) -> list[bytes]:
+def restamp(bodies: list[bytes], copies: int, data: dict[str, Any], start_ns: int,
+            rate: float) -> list[bytes]:
     """The requests, then ``copies - 1`` more rounds of them with every trace id re-drawn
-    (same spans, conversations and customers; new traces, so none is late or merged)."""
+    (same spans, conversations and customers; new traces, so none is late or merged), with
+    span end times moved so that the spans end at ``rate`` spans/s from ``start_ns`` on, in
+    their order (start times move with their end: durations are kept)."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
 
-    out = list(bodies)
-    for copy in range(1, copies):
+    first, last = data["first_end_ns"], data["last_end_ns"]
+    per_copy_ns = round(data["unique_spans"] / rate * 1e9)
+    scale = per_copy_ns / max(1, last - first)
+    out = []
+    for copy in range(copies):
         mask = (copy * 0x9E3779B97F4A7C15) & (2**64 - 1)
+        base = start_ns + copy * per_copy_ns
         for body in bodies:
             request = ExportTraceServiceRequest.FromString(body)
             for resource in request.resource_spans:
                 for scope in resource.scope_spans:
                     for span in scope.spans:
-                        tid = span.trace_id
-                        span.trace_id = tid[:8] + (int.from_bytes(tid[8:], "big") ^ mask
-                                                   ).to_bytes(8, "big")
+                        if copy:
+                            tid = span.trace_id
+                            span.trace_id = tid[:8] + (int.from_bytes(tid[8:], "big") ^ mask
+                                                       ).to_bytes(8, "big")
+                        end = base + round((span.end_time_unix_nano - first) * scale)
+                        span.start_time_unix_nano += end - span.end_time_unix_nano
+                        span.end_time_unix_nano = end
             out.append(request.SerializeToString())
     return out
 
@@ -361,6 +378,24 @@ def read_bodies(path: Path) -> list[bytes]:
 
 
 # ------------------------------------------------------------------ child: decode floor
+
+
+def roll_up(engine: Any, batches: Iterable[list[Any]]) -> None:
+    """Roll requests up one by one, each at the time its last span ended (the bodies are
+    stamped at ENGINE_RATE: the clock keeps pace with the spans), then close every trace."""
+    now = 0
+    for batch in batches:
+        now = max(now, batch[-1].end_ns)  # a request's spans are in end order
+        engine.ingest(batch, now)
+        engine.advance(now)
+    engine.advance(now + 10**10)  # every trace closed (the 5 s wait has passed)
+
+
+def _without_detection(engine: Any) -> Any:
+    """The engine with the anomaly detector's spend intake and bucket judging made no-ops."""
+    engine.anomalies.add = lambda *args: None
+    engine.anomalies.advance = lambda now_ns: None
+    return engine
 
 
 def child_floor(path: Path) -> dict[str, Any]:
@@ -393,30 +428,17 @@ def child_floor(path: Path) -> dict[str, Any]:
     records = [decode(parse_protobuf(body), limits).records for body in bodies]
     gc.collect()
     engine = Engine()
-    now = time.time_ns()
-    step = int(SPANS_PER_BATCH / ENGINE_RATE * 1e9)
     started = time.process_time()
-    for batch in records:
-        engine.ingest(batch, now)
-        engine.advance(now)
-        now += step
-    engine.advance(now + 10**10)  # every trace closed (the 5 s wait has passed)
+    roll_up(engine, records)
     engine_s = time.process_time() - started
     closed = sum(h.count for (m, _), h in engine.metrics.histograms.items()
                  if m is sc.M_TRACE_COST)
     # The same without anomaly detection: its spend intake and bucket judging turned into
     # no-ops on this one engine (diagnostic: what detection costs per span).
-    quiet = Engine()
-    quiet.anomalies.add = lambda *args: None  # type: ignore[method-assign]
-    quiet.anomalies.advance = lambda now_ns: None  # type: ignore[method-assign]
-    now = time.time_ns()
+    quiet = _without_detection(Engine())
     gc.collect()
     started = time.process_time()
-    for batch in records:
-        quiet.ingest(batch, now)
-        quiet.advance(now)
-        now += step
-    quiet.advance(now + 10**10)
+    roll_up(quiet, records)
     quiet_s = time.process_time() - started
     return {"spans": spans, "rejected": rejected, "parse_s": parse,
             "parse_decode_s": parse_decode, "engine_s": engine_s, "traces_closed": closed,
@@ -432,17 +454,8 @@ def child_engine(path: Path, detection: bool) -> dict[str, Any]:
 
     limits = Limits()
     records = [decode(parse_protobuf(body), limits).records for body in read_bodies(path)]
-    engine = Engine()
-    if not detection:
-        engine.anomalies.add = lambda *args: None  # type: ignore[method-assign]
-        engine.anomalies.advance = lambda now_ns: None  # type: ignore[method-assign]
-    now = time.time_ns() // 10**9 * 10**9
-    step = int(SPANS_PER_BATCH / ENGINE_RATE * 1e9)
-    for batch in records:
-        engine.ingest(batch, now)
-        engine.advance(now)
-        now += step
-    engine.advance(now + 10**10)
+    engine = Engine() if detection else _without_detection(Engine())
+    roll_up(engine, records)
     return {"spans": sum(map(len, records)), "cpu_s": time.process_time()}
 
 
@@ -813,9 +826,18 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def run_e2e(transport: str, path: Path, spans: int, traces: int, connections: int,
+def stamped(path: Path, unique: list[bytes], data: dict[str, Any]) -> int:
+    """Write the end-to-end requests (`restamp` at REPLAY_RATE) to ``path``, their first
+    span ending STAMP_LEAD_S from now, about when the client starts; returns that time."""
+    start_ns = time.time_ns() + round(STAMP_LEAD_S * 1e9)
+    write_bodies(path, restamp(unique, data["copies"], data, start_ns, REPLAY_RATE))
+    return start_ns
+
+
+def run_e2e(transport: str, unique: list[bytes], data: dict[str, Any], connections: int,
             checkpoints: bool = True) -> dict[str, Any]:
     """One real processor, one client: CPU and wall time until everything is rolled up."""
+    spans, traces = data["spans"], data["traces"]
     with tempfile.TemporaryDirectory(prefix="bench-processor-") as tmp:
         env = _child_env()
         env.update({sc.ENV_PROCESSOR_PREFIX + "HTTP_ENDPOINT": "127.0.0.1:0",
@@ -836,6 +858,8 @@ def run_e2e(transport: str, path: Path, spans: int, traces: int, connections: in
             c0 = _proc_cpu(proc.pid)
             time.sleep(IDLE_S)
             idle = (_proc_cpu(proc.pid) - c0) / IDLE_S  # cores used while idle
+            path = Path(tmp) / "requests.bin"
+            first_end_ns = stamped(path, unique, data)
             client = subprocess.Popen(
                 [sys.executable, str(Path(__file__).resolve()), "--child", "client",
                  transport, str(ports[transport]), str(path), str(connections)],
@@ -844,6 +868,7 @@ def run_e2e(transport: str, path: Path, spans: int, traces: int, connections: in
             if client.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"{transport} client did not start")
             cpu_start, t0 = _proc_cpu(proc.pid), time.perf_counter()
+            lag_s = (time.time_ns() - first_end_ns) / 1e9
             client.stdin.write("go\n")
             client.stdin.flush()
             sent = json.loads(client.stdout.readline())
@@ -881,7 +906,7 @@ def run_e2e(transport: str, path: Path, spans: int, traces: int, connections: in
                 scrapes += 1
             t_closed, cpu_closed = time.perf_counter(), _proc_cpu(proc.pid)
             result = {
-                "transport": transport, "spans": spans, "idle_cores": idle,
+                "transport": transport, "spans": spans, "idle_cores": idle, "lag_s": lag_s,
                 "client_wall_s": sent["wall_s"], "sent_wall_s": t_sent - t0,
                 "drain_wall_s": t_drained - t0, "close_wall_s": t_closed - t0,
                 "cpu_drained_s": cpu_drained - cpu_start, "cpu_closed_s": cpu_closed - cpu_start,
@@ -953,20 +978,16 @@ def profile_pipeline(path: Path) -> None:
 
     bodies = read_bodies(path)
     engine, limits = Engine(), Limits()
-    now, step = time.time_ns(), int(SPANS_PER_BATCH / ENGINE_RATE * 1e9)
     profiler = cProfile.Profile()
     profiler.enable()
-    for body in bodies:
-        engine.ingest(decode(parse_protobuf(body), limits).records, now)
-        engine.advance(now)
-        now += step
-    engine.advance(now + 10**10)
+    roll_up(engine, (decode(parse_protobuf(body), limits).records for body in bodies))
     profiler.disable()
     print("== one thread: parse_protobuf + decode + Engine.ingest/advance (wall-clock timer)")
     pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
 
 
-def profile_live(transport: str, path: Path, spans: int, connections: int) -> None:
+def profile_live(transport: str, unique: list[bytes], data: dict[str, Any],
+                 connections: int) -> None:
     """A real `Processor` in this process, every thread of it profiled on its own CPU
     clock (cProfile with ``time.thread_time``: GIL waits are not counted, but the timer
     itself is a system call, so small functions look heavier than they are)."""
@@ -1013,6 +1034,8 @@ def profile_live(transport: str, path: Path, spans: int, connections: int) -> No
             metrics_endpoint="127.0.0.1:0", state_path=str(Path(tmp) / "state.db")))
         processor.start()
         port = next(r.port for r in processor.receivers if r.transport == transport)
+        path, spans = Path(tmp) / "requests.bin", data["spans"]
+        stamped(path, unique, data)
         client = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--child", "client", transport,
              str(port), str(path), str(connections)],
@@ -1241,7 +1264,16 @@ and tools GenAI agent/tool attributes plus the app's own (HTTP, code, db). No sa
 attributes (keep-everything). An end-to-end run sends {r['settings']['batches']:,} \
 requests ({d['spans']:,} spans, {d['traces']:,} traces): the distinct ones, then \
 {d['copies'] - 1} more rounds of them with every trace id re-drawn (new traces; same \
-conversations and customers, which gain turns) — long enough for several checkpoints.
+conversations and customers, which gain turns) — long enough for several checkpoints. \
+**Event times are current**: before each run, the spans are re-stamped (durations kept) to \
+end at {REPLAY_RATE:,} spans/s from about when the client starts sending — as a service at \
+that load would see them, each arriving about as it ends (at the first request the first \
+span had ended {_range([x['lag_s'] for runs in r['e2e'].values() for x in runs], '.1f')} s \
+before). So the customer windows and the anomaly detector take every span as current; \
+with the planned times, minutes old by then, the detector dropped most spans as too late \
+to count, which flattered the figures before 2026-11-24. The single-thread passes take \
+requests stamped at {ENGINE_RATE:,} spans/s on a clock that keeps pace with them (each \
+request rolled up at its last span's end).
 - **End to end**, {r['settings']['rounds']} rounds; in each, the decode floor, HTTP, gRPC \
 and the diagnostic run once, in rotating order. A transport run starts \
 `{sc.PROCESSOR_COMMAND}` in its own process (defaults: both receivers, metrics endpoint, \
@@ -1367,15 +1399,14 @@ def main() -> None:
                 spans=data["spans"] * copies, traces=data["traces"] * copies)
     phases["requests"] = time.monotonic() - started
     with tempfile.TemporaryDirectory(prefix="bench-processor-") as tmp:
-        unique_path, all_path = Path(tmp) / "unique.bin", Path(tmp) / "all.bin"
-        write_bodies(unique_path, unique)
-        write_bodies(all_path, replicate(unique, copies))
-        del unique
+        # The single-thread passes take these on a clock that keeps pace (see roll_up).
+        unique_path = Path(tmp) / "unique.bin"
+        write_bodies(unique_path, restamp(unique, 1, data, time.time_ns(), ENGINE_RATE))
         phases["requests"] = time.monotonic() - started
         if args.profile:
             profile_pipeline(unique_path)
             for transport in TRANSPORTS:
-                profile_live(transport, all_path, data["spans"], args.connections)
+                profile_live(transport, unique, data, args.connections)
             return
         floor: list[dict[str, Any]] = []
         e2e: dict[str, list[dict[str, Any]]] = {t: [] for t in (*TRANSPORTS, NO_STATE)}
@@ -1392,9 +1423,8 @@ def main() -> None:
                         raise SystemExit(f"decode floor: {result}")
                     floor.append(result)
                 else:
-                    x = run_e2e("http" if step == NO_STATE else step, all_path,
-                                data["spans"], data["traces"], args.connections,
-                                checkpoints=step != NO_STATE)
+                    x = run_e2e("http" if step == NO_STATE else step, unique, data,
+                                args.connections, checkpoints=step != NO_STATE)
                     print(f"  {x['spans'] / x['cpu_closed_s']:,.0f} spans/s per core, "
                           f"{x['spans'] / x['drain_wall_s']:,.0f} wall", file=sys.stderr)
                     e2e[step].append(x)

@@ -69,6 +69,28 @@ def test_a_sustained_surge_is_flagged_then_cleared_and_the_rest_is_quiet() -> No
                                     (sc.ANOMALY_CUSTOMER, customer.severity))] == 1
 
 
+def test_an_anomaly_names_the_costliest_spans_one_a_minute() -> None:
+    """Its example trace ids are the costliest span of each of its costliest minutes."""
+    engine = Engine(CONFIG)
+    play(engine, range(0, 180), STEADY)
+    big: list[bytes] = []  # each minute's costliest call: costlier every minute
+    for minute in range(180, 200):
+        start = T0 + minute * MIN
+        records = [call(customer, amount / 4, start + (n + 1) * MIN // 5)
+                   for customer, amount in STEADY.items() for n in range(4)]
+        costs = [0.2, 0.2, 0.2, 0.4 + minute / 1000]  # the abuser: about $1/min
+        calls = [call("abuser", cost, start + (n + 1) * MIN // 5)
+                 for n, cost in enumerate(costs)]
+        big.append(calls[-1].trace_id)
+        engine.ingest(records + calls, start + MIN)
+        engine.advance(start + MIN)
+        started = [e for e in engine.anomalies.events if e.customer_id == "abuser"]
+        if started:
+            break
+    assert [e.state for e in started] == [sc.ANOMALY_STARTED]
+    assert list(started[0].trace_ids) == [t.hex() for t in big[:-4:-1]]
+
+
 def test_one_expensive_call_is_a_spike_not_a_slope() -> None:
     engine = Engine(CONFIG)
     play(engine, range(0, 120), STEADY)

@@ -30,3 +30,8 @@ class SpanRecord(NamedTuple):
     customer_id: str | None = None
     weight: float = 1.0  # llmcost.sampling.adjusted_count
     max_tokens: int = 0  # gen_ai.request.max_tokens; 0 when not set
+
+
+# What an LLM span adds to the spend rollups (customer windows, anomaly detection), made
+# once per span by the engine: customer id, USD × sampling weight, end time, trace id.
+Spend = tuple[str | None, float, int, bytes]

@@ -25,10 +25,11 @@ from typing import Any, NamedTuple
 
 from otel_llmcost import semconv as sc
 from otel_llmcost.processor.engine._metrics import Metrics
+from otel_llmcost.processor.records import Spend
 
 _NS = 1_000_000_000
 GLOBAL = "*"  # the subject of the global total
-_EXAMPLES = 3  # example trace ids per anomaly
+_EXAMPLES = 3  # example trace ids per anomaly: the costliest spans of its buckets, one each
 _EVENTS_MAX = 1000  # events waiting to be reported; older ones are dropped first
 
 
@@ -73,7 +74,8 @@ class _Subject:
                  "examples")
 
     def __init__(self, judged_through: int, known: int, window: int) -> None:
-        self.pending: dict[int, float] = {}  # bucket index → spend
+        # Buckets not judged yet: index → [spend, its costliest span's cost, its trace id].
+        self.pending: dict[int, list[Any]] = {}
         # Judged buckets: the window's spend, and the baseline's contributions before it.
         self.recent: deque[float] = deque([0.0] * min(known, window))
         self.before: deque[float] = deque([0.0] * max(0, known - window))
@@ -81,7 +83,18 @@ class _Subject:
         self.hot = 0  # consecutive hot buckets
         self.cold = 0  # consecutive buckets not hot, while active
         self.active: Active | None = None
-        self.examples: dict[int, list[tuple[float, bytes]]] = {}  # bucket → costliest spans
+        self.examples: dict[int, tuple[float, bytes]] = {}  # judged bucket → costliest span
+
+
+def _spend(pending: dict[int, list[Any]], index: int, amount: float, trace_id: bytes
+           ) -> None:
+    slot = pending.get(index)
+    if slot is None:
+        pending[index] = [amount, amount, trace_id]
+    else:
+        slot[0] += amount
+        if amount > slot[1]:
+            slot[1], slot[2] = amount, trace_id
 
 
 class Anomalies:
@@ -98,48 +111,41 @@ class Anomalies:
         self.events: deque[AnomalyEvent] = deque(maxlen=_EVENTS_MAX)
 
     # --- spend ----------------------------------------------------------------------
-    def add(self, customer_id: str | None, amount: float, end_ns: int,
-            trace_id: bytes) -> None:
-        """An LLM span's (weighted) cost at its end time."""
-        if amount <= 0:
-            return
-        index = end_ns // self._limits.step_ns
-        if self._first < 0:
-            self._first = self._judged_through = index - 1
-            self._global.judged_through = index - 1
-        if index <= self._judged_through:  # too late to count: its bucket was judged
-            return
-        self._spend(self._global, index, amount, trace_id)
-        if customer_id:
-            self._spend(self._customer(customer_id), index, amount, trace_id)
+    def add(self, spends: list[Spend]) -> None:
+        """LLM spans' (weighted) costs at their end times; a batch per call, since this runs
+        for every LLM span and Python calls cost more than the work."""
+        step, customers = self._limits.step_ns, self._customers
+        find, refresh = customers.get, customers.move_to_end
+        global_, overall = self._global, self._global.pending
+        for customer_id, amount, end_ns, trace_id in spends:
+            if amount <= 0.0:
+                continue
+            index = end_ns // step
+            if index <= self._judged_through or self._first < 0:
+                if self._first >= 0:
+                    continue  # too late to count: its bucket was judged
+                self._first = self._judged_through = global_.judged_through = index - 1
+            _spend(overall, index, amount, trace_id)
+            if customer_id:
+                subject = find(customer_id)
+                if subject is None:
+                    subject = self._customer(customer_id)
+                else:
+                    refresh(customer_id)
+                _spend(subject.pending, index, amount, trace_id)
 
     def _customer(self, customer_id: str) -> _Subject:
-        subject = self._customers.get(customer_id)
-        if subject is None:
-            known = min(self._judged_through - self._first, self._limits.baseline
-                        + self._limits.window)
-            subject = self._customers[customer_id] = _Subject(self._judged_through, known,
-                                                              self._limits.window)
-            if len(self._customers) > self._limits.max_customers:
-                for name, oldest in self._customers.items():  # the least recently active
-                    if oldest.active is None:
-                        del self._customers[name]
-                        break
-        else:
-            self._customers.move_to_end(customer_id)
+        """A new subject; at the cap, the least recently active one not in an anomaly goes."""
+        known = min(self._judged_through - self._first, self._limits.baseline
+                    + self._limits.window)
+        subject = self._customers[customer_id] = _Subject(self._judged_through, known,
+                                                          self._limits.window)
+        if len(self._customers) > self._limits.max_customers:
+            for name, oldest in self._customers.items():
+                if oldest.active is None:
+                    del self._customers[name]
+                    break
         return subject
-
-    @staticmethod
-    def _spend(subject: _Subject, index: int, amount: float, trace_id: bytes) -> None:
-        subject.pending[index] = subject.pending.get(index, 0.0) + amount
-        examples = subject.examples.setdefault(index, [])
-        if len(examples) < _EXAMPLES:
-            examples.append((amount, trace_id))
-        elif amount > examples[-1][0]:
-            examples[-1] = (amount, trace_id)
-        else:
-            return
-        examples.sort(reverse=True)
 
     # --- time -----------------------------------------------------------------------
     def advance(self, now_ns: int) -> None:
@@ -183,7 +189,13 @@ class Anomalies:
         recent, before = subject.recent, subject.before
         per_hour = 3600 * _NS / limits.step_ns
         baseline = sum(before) / len(before) * per_hour if before else 0.0
-        recent.append(subject.pending.pop(index, 0.0))
+        slot = subject.pending.pop(index, None)
+        if slot is None:
+            recent.append(0.0)
+        else:
+            recent.append(slot[0])
+            if slot[2]:  # (not a bucket restored without its example)
+                subject.examples[index] = (slot[1], slot[2])
         if len(recent) > limits.window:
             leaving = recent.popleft()
             # Spend of an anomaly (or of its first hot buckets) must not become its own
@@ -281,11 +293,13 @@ class Anomalies:
 def _subject_state(customer_id: str | None, s: _Subject) -> list[Any]:
     keep_examples = s.active is not None or s.hot > 0
     return [customer_id, s.judged_through, s.hot, s.cold,
-            list(s.active) if s.active else None, [[i, v] for i, v in s.pending.items()],
+            list(s.active) if s.active else None,
+            [[i, spend, *((cost, t.hex()) if keep_examples else (0.0, ""))]
+             for i, (spend, cost, t) in s.pending.items()],
             list(s.recent),
             len(s.before), [[i, v] for i, v in enumerate(s.before) if v],
-            [[index, [[cost, t.hex()] for cost, t in found]]
-             for index, found in s.examples.items()] if keep_examples else []]
+            [[index, cost, t.hex()] for index, (cost, t) in s.examples.items()]
+            if keep_examples else []]
 
 
 def _subject_from(saved: list[Any]) -> tuple[str | None, _Subject]:
@@ -294,19 +308,21 @@ def _subject_from(saved: list[Any]) -> tuple[str | None, _Subject]:
     subject = _Subject(judged_through, 0, 0)
     subject.hot, subject.cold = hot, cold
     subject.active = Active(*active) if active else None
-    subject.pending = {int(index): spend for index, spend in pending}
+    subject.pending = {int(index): [spend, cost, bytes.fromhex(t)]
+                       for index, spend, cost, t in pending}
     subject.recent = deque(recent)
     subject.before = deque([0.0] * before_len)
     for offset, spend in before:
         subject.before[offset] = spend
-    subject.examples = {int(index): [(cost, bytes.fromhex(t)) for cost, t in found]
-                        for index, found in examples}
+    subject.examples = {int(index): (cost, bytes.fromhex(t)) for index, cost, t in examples}
     return customer_id, subject
 
 
 def _examples(subject: _Subject) -> tuple[str, ...]:
-    spans = sorted((e for found in subject.examples.values() for e in found), reverse=True)
+    """The trace ids of the costliest spans of the buckets kept (one a bucket), up to 3."""
+    found = [*subject.examples.values(), *((cost, t) for _, cost, t in subject.pending.values()
+                                           if t)]
     unique: dict[bytes, None] = {}
-    for _, trace_id in spans:
+    for _, trace_id in sorted(found, reverse=True):
         unique.setdefault(trace_id, None)
     return tuple(t.hex() for t in list(unique)[:_EXAMPLES])

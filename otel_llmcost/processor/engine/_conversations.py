@@ -8,6 +8,7 @@ into the conversation distributions.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Iterable
 
 from otel_llmcost import semconv as sc
 from otel_llmcost.processor.engine._metrics import Histogram, Metrics
@@ -20,6 +21,9 @@ def turn_bucket(index: int) -> str:
         if last is None or index <= last:
             return label
     raise AssertionError("TURN_BUCKETS ends with an open bucket")
+
+
+_LAST_BOUNDED = max(last for last, _ in sc.TURN_BUCKETS if last is not None)
 
 
 class OpenConversation:
@@ -42,31 +46,37 @@ class Conversations:
         # Since the last checkpoint: the open ones touched, and those closed.
         self.dirty: set[str] = set()
         self.gone: list[str] = []
-        self._turn_histograms: dict[str, tuple[Histogram, Histogram]] = {}  # cost, tokens
+        # cost, input tokens; by turn index (all from _LAST_BOUNDED + 1 on as one)
+        self._turn_histograms: dict[int, tuple[Histogram, Histogram]] = {}
 
-    def touch(self, conversation_id: str, now_ns: int) -> OpenConversation:
-        """A span of the conversation arrived: it is active (created if new)."""
-        found = self.open.get(conversation_id)
-        if found is None:
-            found = self.open[conversation_id] = OpenConversation()
-            if len(self.open) > self._max_open:
-                self._metrics.add(sc.M_PROCESSOR_EVICTIONS, 1, ("conversation",))
-                self.close(next(iter(self.open)))
-        else:
-            self.open.move_to_end(conversation_id)
-        found.last_ns = now_ns
-        self.dirty.add(conversation_id)
-        return found
+    def touch(self, conversation_ids: Iterable[str], now_ns: int) -> None:
+        """Spans of these conversations arrived: they are active (created if new)."""
+        open_, dirty = self.open, self.dirty
+        find, refresh = open_.get, open_.move_to_end
+        for conversation_id in conversation_ids:
+            found = find(conversation_id)
+            if found is None:
+                found = open_[conversation_id] = OpenConversation()
+                if len(open_) > self._max_open:
+                    self._metrics.add(sc.M_PROCESSOR_EVICTIONS, 1, ("conversation",))
+                    self.close(next(iter(open_)))
+            else:
+                refresh(conversation_id)
+            found.last_ns = now_ns
+            dirty.add(conversation_id)
 
     def add_turn(self, conversation_id: str, turn: Turn, weight: float, now_ns: int) -> None:
-        conversation = self.touch(conversation_id, now_ns)
+        self.touch((conversation_id,), now_ns)
+        conversation = self.open[conversation_id]
         index = int(conversation.turns) + 1
         conversation.turns += weight
         conversation.cost += turn.cost * weight
-        label = turn_bucket(index)
-        histograms = self._turn_histograms.get(label)
+        # Keyed by index up to the first open-ended bucket's: no bucket search per turn.
+        key = index if index <= _LAST_BOUNDED else _LAST_BOUNDED + 1
+        histograms = self._turn_histograms.get(key)
         if histograms is None:
-            histograms = self._turn_histograms[label] = (
+            label = turn_bucket(key)
+            histograms = self._turn_histograms[key] = (
                 self._metrics.histogram(sc.M_TURN_COST, (label,)),
                 self._metrics.histogram(sc.M_TURN_INPUT_TOKENS, (label,)))
         histograms[0].observe(turn.cost, weight)

@@ -18,6 +18,7 @@ from typing import Iterator
 
 from otel_llmcost import semconv as sc
 from otel_llmcost.processor.engine._metrics import Labels, Metrics
+from otel_llmcost.processor.records import Spend
 from otel_llmcost.semconv import MetricDef
 
 Gauge = tuple[MetricDef, Labels, float]
@@ -77,45 +78,59 @@ class Windows:
     def _index(self, t_ns: int) -> int:
         if self._length_ns:
             return t_ns // self._length_ns
-        return self._month_index(t_ns)
+        return self._month_of(t_ns)[2]
 
-    def _month_index(self, t_ns: int) -> int:
-        start, end, index = self._month
-        if not start <= t_ns < end:
-            index = _month_index(t_ns)
-            self._month = start, end, index = (_month_start_ns(index),
-                                               _month_start_ns(index + 1), index)
-        return index
+    @staticmethod
+    def _month_of(t_ns: int) -> tuple[int, int, int]:
+        """(start, end, index) of the calendar month of ``t_ns``."""
+        index = _month_index(t_ns)
+        return _month_start_ns(index), _month_start_ns(index + 1), index
 
     def _end_ns(self, index: int) -> int:
         return (index + 1) * self._length_ns if self._length_ns else _month_start_ns(index + 1)
 
-    def add(self, customer_id: str | None, amount: float, end_ns: int, now_ns: int) -> None:
-        t_ns = end_ns if end_ns < now_ns else now_ns
-        # Fixed windows inline (this runs for every LLM span): only months look up dates.
-        index = t_ns // self._length_ns if self._length_ns else self._month_index(t_ns)
+    def add(self, spends: list[Spend], now_ns: int) -> None:
+        """LLM spans' (weighted) costs, each in the window of its end (or of ``now_ns``, if
+        it ends later): a batch per call, since this runs for every LLM span."""
+        length, month = self._length_ns, self._month
+        window, index = None, None  # the last one used: a batch mostly falls in one window
+        for customer_id, amount, end_ns, _ in spends:
+            t_ns = end_ns if end_ns < now_ns else now_ns
+            if length:
+                at = t_ns // length
+            else:  # calendar months: dates only when leaving the month last looked up
+                if not month[0] <= t_ns < month[1]:
+                    month = self._month = self._month_of(t_ns)
+                at = month[2]
+            if at != index:
+                window, index = self._window(at, now_ns)
+            if customer_id is None:
+                window.unattributed += amount
+                continue
+            spend = window.spend
+            if customer_id in spend:
+                spend[customer_id] += amount
+            elif len(spend) < self._max_customers:
+                spend[customer_id] = amount
+            else:  # full: fold the longest-known customer into __other__ to make room
+                folded, spent = spend.popitem(last=False)
+                window.other += spent
+                window.dirty.pop(folded, None)
+                window.gone.append(folded)
+                spend[customer_id] = amount
+                self._metrics.add(sc.M_PROCESSOR_EVICTIONS, 1, ("customer",))
+            window.dirty[customer_id] = None
+
+    def _window(self, index: int, now_ns: int) -> tuple[Window, int]:
+        """The open window of ``index`` (created if new); a late span's goes to the newest
+        open one, and is counted."""
         if index <= self.closed_through:
             self._metrics.add(sc.M_PROCESSOR_LATE_SPANS, 1, ("customer",))
             index = max(self.open, default=self._index(now_ns))
         window = self.open.get(index)
         if window is None:
             window = self.open[index] = Window()
-        if customer_id is None:
-            window.unattributed += amount
-            return
-        spend = window.spend
-        if customer_id in spend:
-            spend[customer_id] += amount
-        elif len(spend) < self._max_customers:
-            spend[customer_id] = amount
-        else:  # full: fold the longest-known customer into __other__ to make room
-            folded, spent = spend.popitem(last=False)
-            window.other += spent
-            window.dirty.pop(folded, None)
-            window.gone.append(folded)
-            spend[customer_id] = amount
-            self._metrics.add(sc.M_PROCESSOR_EVICTIONS, 1, ("customer",))
-        window.dirty[customer_id] = None
+        return window, index
 
     def advance(self, now_ns: int) -> None:
         for index in sorted(self.open):
@@ -164,6 +179,10 @@ class Customers:
         self._top_k = top_k
         self.windows = tuple(Windows(label, length, grace_ns, max_customers, metrics)
                              for label, length in sc.WINDOWS)
+
+    def add(self, spends: list[Spend], now_ns: int) -> None:
+        for windows in self.windows:
+            windows.add(spends, now_ns)
 
     def advance(self, now_ns: int) -> None:
         for windows in self.windows:

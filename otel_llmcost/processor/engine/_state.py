@@ -23,7 +23,8 @@ from otel_llmcost.processor.engine._customers import Window
 from otel_llmcost.processor.engine._metrics import Exemplar
 from otel_llmcost.processor.engine._traces import OpenTrace, Turn
 
-VERSION = 4  # 3: incremental rows; open traces binary. 4: the anomaly detector's state
+VERSION = 5  # 3: incremental rows; open traces binary. 4: the anomaly detector's state.
+# 5: the detector keeps one example span a bucket
 _METRICS = {m.name: m for m in sc.ROLLUP_METRICS}
 # A trace: id, last, start, end, LLM calls, tool calls, retries, cost, weight, close time,
 # has a close time, links kept, turns; then its span ids, its parents' ids, and its turns.

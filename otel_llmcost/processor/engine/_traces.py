@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 from otel_llmcost import semconv as sc
 from otel_llmcost.processor.engine._anomalies import Anomalies
@@ -64,46 +64,18 @@ class OpenTrace:
         self.due_ns: int | None = None  # when it closes, set when its root arrives
         self.runaway = False  # past a runaway limit while open (reported as an anomaly)
 
-    def add(self, r: SpanRecord, max_spans: int) -> None:
-        if self.start_ns == 0 or r.start_ns < self.start_ns:
-            self.start_ns = r.start_ns
-        if r.end_ns > self.end_ns:
-            self.end_ns = r.end_ns
-        if r.weight > self.weight:
-            self.weight = r.weight
-        if len(self.parents) < max_spans:
-            self.parents[r.span_id] = r.parent_span_id or NO_PARENT
-        if r.tool:
-            self.tool_calls += 1
-        if not r.llm:
-            return
-        self.llm_calls += 1
-        self.retries += r.retries
-        self.cost += r.cost
-        if r.conversation_id:
-            turns = self.turns
-            if turns is None:
-                turns = self.turns = {}
-            turn = turns.get(r.conversation_id)
-            if turn is None:
-                turn = turns[r.conversation_id] = Turn()
-            turn.cost += r.cost
-            if turn.first_start_ns == 0 or r.start_ns < turn.first_start_ns:
-                turn.first_start_ns = r.start_ns
-                turn.input_tokens = r.input_tokens
-
     def depth(self) -> int:
         """Spans on the longest root-to-leaf path (of the spans whose links were kept)."""
-        parents, depths = self.parents, {}
+        parents, depths = self.parents, {NO_PARENT: 0}
+        known = depths.get
         # Newest first: spans are exported as they end, so a parent usually arrives after
         # its children and is met here before them; only other orders need a walk.
-        for span_id in reversed(parents):
-            parent = parents[span_id]
-            above = depths.get(parent)
+        for span_id, parent in reversed(parents.items()):
+            above = known(parent)
             if above is None:
                 above = _walk(parents, depths, parent) if parent in parents else 0
             depths[span_id] = above + 1
-        return max(depths.values(), default=0)
+        return max(depths.values())
 
 
 def _walk(parents: dict[bytes, bytes], depths: dict[bytes, int], span_id: bytes) -> int:
@@ -137,30 +109,64 @@ class Traces:
         self.runaways: deque[Exemplar] = deque(maxlen=100)  # recent, for drill-down
         self._histograms: tuple[Histogram, ...] = ()  # _OBSERVED's, bound at the first close
 
-    def add(self, r: SpanRecord, now_ns: int) -> None:
-        trace = self.open.get(r.trace_id)
-        if trace is None:
-            if r.trace_id in self.closed:
-                self._metrics.add(sc.M_PROCESSOR_LATE_SPANS, 1, ("trace",))
-                return
-            trace = self.open[r.trace_id] = OpenTrace()
-            if len(self.open) > self._limits.max_open:
-                oldest = next(iter(self.open))
-                self._metrics.add(sc.M_PROCESSOR_EVICTIONS, 1, ("trace",))
-                self.close(oldest, now_ns)
-        else:
-            self.open.move_to_end(r.trace_id)
-        trace.last_ns = now_ns
-        trace.add(r, self._limits.max_spans)
-        limits = self._limits
-        if r.llm and not trace.runaway and (trace.llm_calls > limits.runaway_llm_calls
-                                            or trace.cost > limits.runaway_cost_usd):
-            trace.runaway = True  # still growing: an anomaly now, not when it closes
-            self._anomalies.trace_runaway(r.trace_id, r.customer_id, trace.cost,
-                                          trace.llm_calls, r.end_ns)
-        if not r.parent_span_id and trace.due_ns is None:
-            trace.due_ns = now_ns + self._limits.wait_ns
-            self.due.append((trace.due_ns, r.trace_id))
+    def add(self, records: Iterable[SpanRecord], now_ns: int) -> None:
+        """Spans that arrived at ``now_ns``: a batch per call (this runs for every span)."""
+        open_, closed, limits = self.open, self.closed, self._limits
+        find, refresh = open_.get, open_.move_to_end
+        max_spans, max_open = limits.max_spans, limits.max_open
+        late = 0
+        # Unpacked: a record's fields read as locals, not as (slower) attribute lookups.
+        for (trace_id, span_id, parent_id, start_ns, end_ns, _, llm, tool, cost, input_tokens,
+             _, retries, conversation_id, customer_id, weight, _) in records:
+            trace = find(trace_id)
+            if trace is None:
+                if trace_id in closed:
+                    late += 1
+                    continue
+                trace = open_[trace_id] = OpenTrace()
+                if len(open_) > max_open:
+                    self._metrics.add(sc.M_PROCESSOR_EVICTIONS, 1, ("trace",))
+                    self.close(next(iter(open_)), now_ns)
+            else:
+                refresh(trace_id)
+            trace.last_ns = now_ns
+            if trace.start_ns == 0 or start_ns < trace.start_ns:
+                trace.start_ns = start_ns
+            if end_ns > trace.end_ns:
+                trace.end_ns = end_ns
+            if weight > trace.weight:
+                trace.weight = weight
+            parents = trace.parents
+            if len(parents) < max_spans:
+                parents[span_id] = parent_id or NO_PARENT
+            if not parent_id and trace.due_ns is None:
+                trace.due_ns = now_ns + limits.wait_ns
+                self.due.append((trace.due_ns, trace_id))
+            if tool:
+                trace.tool_calls += 1
+            if not llm:
+                continue
+            trace.llm_calls += 1
+            trace.retries += retries
+            trace.cost += cost
+            if conversation_id:
+                turns = trace.turns
+                if turns is None:
+                    turns = trace.turns = {}
+                turn = turns.get(conversation_id)
+                if turn is None:
+                    turn = turns[conversation_id] = Turn()
+                turn.cost += cost
+                if turn.first_start_ns == 0 or start_ns < turn.first_start_ns:
+                    turn.first_start_ns = start_ns
+                    turn.input_tokens = input_tokens
+            if not trace.runaway and (trace.llm_calls > limits.runaway_llm_calls
+                                      or trace.cost > limits.runaway_cost_usd):
+                trace.runaway = True  # still growing: an anomaly now, not when it closes
+                self._anomalies.trace_runaway(trace_id, customer_id, trace.cost,
+                                              trace.llm_calls, end_ns)
+        if late:
+            self._metrics.add(sc.M_PROCESSOR_LATE_SPANS, late, ("trace",))
 
     def advance(self, now_ns: int) -> None:
         """Close the traces whose wait after the root, or whose idle time, has passed."""
