@@ -51,7 +51,6 @@ SPANS_PER_BATCH = 512
 ATTRIBUTES_PER_SPAN = 20
 TRANSPORTS = ("http", "grpc")
 NO_STATE = "http-no-state"  # diagnostic: OTLP/HTTP with the state file off (no checkpoints)
-UNPINNED = "http-unpinned"  # diagnostic: OTLP/HTTP with the processor not given a core
 # Targets (issue): end to end per core, share of the decode-only floor, state per conversation.
 TARGET_SPANS_PER_CORE = 30_000
 TARGET_FLOOR_SHARE = 0.50
@@ -836,10 +835,9 @@ def stamped(path: Path, unique: list[bytes], data: dict[str, Any]) -> int:
 
 
 def run_e2e(transport: str, unique: list[bytes], data: dict[str, Any], connections: int,
-            checkpoints: bool = True, pinned: bool = True) -> dict[str, Any]:
+            checkpoints: bool = True) -> dict[str, Any]:
     """One real processor, one client: CPU and wall time until everything is rolled up."""
     spans, traces = data["spans"], data["traces"]
-    processor_cpus, client_cpus = _cores() if pinned else (set(), set())
     with tempfile.TemporaryDirectory(prefix="bench-processor-") as tmp:
         env = _child_env()
         env.update({sc.ENV_PROCESSOR_PREFIX + "HTTP_ENDPOINT": "127.0.0.1:0",
@@ -850,8 +848,7 @@ def run_e2e(transport: str, unique: list[bytes], data: dict[str, Any], connectio
         log_path = Path(tmp) / "processor.log"
         command = Path(sys.executable).with_name(sc.PROCESSOR_COMMAND)
         with open(log_path, "w") as log:
-            proc = subprocess.Popen([str(command)], env=env, cwd=tmp, stdout=log, stderr=log,
-                                    preexec_fn=_on(processor_cpus))
+            proc = subprocess.Popen([str(command)], env=env, cwd=tmp, stdout=log, stderr=log)
         client = None
         try:
             ports = _wait_listening(proc, log_path)
@@ -866,8 +863,7 @@ def run_e2e(transport: str, unique: list[bytes], data: dict[str, Any], connectio
             client = subprocess.Popen(
                 [sys.executable, str(Path(__file__).resolve()), "--child", "client",
                  transport, str(ports[transport]), str(path), str(connections)],
-                env=_child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                preexec_fn=_on(client_cpus))
+                env=_child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             assert client.stdout is not None and client.stdin is not None
             if client.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"{transport} client did not start")
@@ -961,24 +957,9 @@ def _wait_listening(proc: subprocess.Popen[Any], log_path: Path) -> dict[str, in
     raise RuntimeError("the processor did not start listening")
 
 
-def _cores() -> tuple[set[int], set[int]]:
-    """(the processor's CPU, the client's): the processor is one process whose threads
-    take turns on one GIL, so it gets one core to itself, as a deployment with one
-    dedicated core would (the decode floor's process gets the same one); the client the
-    others. Both empty (no pinning) on a one-CPU machine."""
-    cpus = sorted(os.sched_getaffinity(0))
-    return ({cpus[-1]}, set(cpus[:-1])) if len(cpus) > 1 else (set(), set())
-
-
-def _on(cpus: set[int]) -> Any:
-    """A ``preexec_fn`` that keeps the child on ``cpus`` (none: anywhere)."""
-    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-
-
 def _spawn_json(args: list[str]) -> dict[str, Any]:
     out = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args],
-                         env=_child_env(), capture_output=True, text=True, check=False,
-                         preexec_fn=_on(_cores()[0]))
+                         env=_child_env(), capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"child {args[:2]} failed: {out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -1125,8 +1106,7 @@ def _met(ok: bool) -> str:
 
 
 E2E_NAMES = {"http": "OTLP/HTTP (protobuf)", "grpc": "OTLP/gRPC",
-             NO_STATE: "OTLP/HTTP, state file off (diagnostic: no checkpoints)",
-             UNPINNED: "OTLP/HTTP, processor not pinned to a core (diagnostic)"}
+             NO_STATE: "OTLP/HTTP, state file off (diagnostic: no checkpoints)"}
 
 
 def report(r: dict[str, Any]) -> str:
@@ -1294,28 +1274,24 @@ with the planned times, minutes old by then, the detector dropped most spans as 
 to count, which flattered the figures before 2026-11-24. The single-thread passes take \
 requests stamped at {ENGINE_RATE:,} spans/s on a clock that keeps pace with them (each \
 request rolled up at its last span's end).
-- **End to end**, {r['settings']['rounds']} rounds; in each, the decode floor, HTTP, gRPC and \
-the two diagnostics run once, in rotating order. A transport run starts \
-`{sc.PROCESSOR_COMMAND}` in its own process (defaults: both receivers, metrics endpoint, queue \
-of 1,024 requests, state in SQLite on a temp file, checkpoint every 5 s; ports 0; one \
-diagnostic sets `{sc.ENV_PROCESSOR_PREFIX}STATE_PATH=off`, so no checkpoints), **pinned to one \
-core** (`sched_setaffinity`, the machine's last CPU; the decode floor's process is pinned to \
-the same one): its threads take turns on one GIL, so it uses one core, and a deployment gives \
-it one (a dedicated core, e.g. `taskset -c N` or a Kubernetes pod with an integer CPU request \
-under the static CPU manager policy). The other diagnostic leaves it unpinned: its threads \
-then hop between the cores the client also runs on, and the same work costs more CPU (compare \
-the rows). It measures its idle CPU over {IDLE_S:g} s, then a client process (on the other \
-cores; {r['settings']['connections']} connections, or gRPC calls in flight, bodies read \
-beforehand) sends every request as fast as it is accepted, retrying after a 503 + Retry-After \
-/ UNAVAILABLE + RetryInfo. The processor's CPU is utime + stime of its process from \
-`/proc/<pid>/stat` (all threads; 10 ms ticks) from the first request until (a) `{RECEIVED}` \
-counts every span, `{QUEUE}` is 0 and one more scrape (which waits for the engine's lock) has \
-answered — "drained" —, and (b) `{OPEN}{{{ENTITY}="trace"}}` is 0 — "closed": every trace \
-rolled up, 5 s after its root arrived. (b) is the headline: it holds all the work (receive, \
-decode, queue, roll up, close, the checkpoints that fell in the run), plus the idle CPU of the \
-few seconds of waiting for the last traces to close and the scrapes the benchmark made. \
-Wall-clock spans/s: spans ÷ time from the first request to "drained". Each run checks that \
-every trace was closed (`{TRACE_COUNT}` = traces sent).
+- **End to end**, {r['settings']['rounds']} rounds; in each, the decode floor, HTTP, gRPC \
+and the diagnostic run once, in rotating order. A transport run starts \
+`{sc.PROCESSOR_COMMAND}` in its own process (defaults: both receivers, metrics endpoint, \
+queue of 1,024 requests, state in SQLite on a temp file, checkpoint every 5 s; ports 0; \
+the diagnostic run sets `{sc.ENV_PROCESSOR_PREFIX}STATE_PATH=off`, so no checkpoints), \
+measures its idle CPU over {IDLE_S:g} s, then a \
+client process ({r['settings']['connections']} connections, or gRPC calls in flight, \
+bodies read beforehand) sends every request as fast as it is accepted, retrying after a \
+503 + Retry-After / UNAVAILABLE + RetryInfo. The processor's CPU is utime + stime of its \
+process from `/proc/<pid>/stat` (all threads; 10 ms ticks) from the first request until \
+(a) `{RECEIVED}` counts every span, `{QUEUE}` is 0 and one more scrape (which waits for the \
+engine's lock) has answered — "drained" —, and (b) `{OPEN}{{{ENTITY}="trace"}}` is 0 — \
+"closed": every trace rolled up, 5 s after its root arrived. (b) is the headline: it holds \
+all the work (receive, decode, queue, roll up, close, the checkpoints that fell in the \
+run), plus the idle CPU of the few seconds of waiting for the last traces to close and the \
+scrapes the benchmark made. Wall-clock spans/s: spans ÷ time from the first request to \
+"drained" (the client runs on the same 2 cores). Each run checks that every trace was \
+closed (`{TRACE_COUNT}` = traces sent).
 - **Decode floor**, in one process and thread, the distinct request bodies: bare \
 `ExportTraceServiceRequest().ParseFromString`; `otlp.parse_protobuf` + `otlp.decode` (what a \
 receiver does); and the engine alone on the decoded records (`Engine.ingest` + \
@@ -1375,9 +1351,8 @@ def main() -> None:
                         help="distinct requests built; the rest repeat them with new trace "
                              "ids, and the decode floor uses these (default 200)")
     parser.add_argument("--rounds", type=int, default=4,
-                        help="rounds; in each, the decode floor, HTTP, gRPC, HTTP without "
-                             "checkpoints and HTTP unpinned run once, in rotating order "
-                             "(default 4)")
+                        help="rounds; in each, the decode floor, HTTP, gRPC and HTTP without "
+                             "checkpoints run once, in rotating order (default 4)")
     parser.add_argument("--connections", type=int, default=2,
                         help="client connections (HTTP) or calls in flight (gRPC) (default 2)")
     parser.add_argument("--conversations", type=int, default=100_000,
@@ -1434,10 +1409,9 @@ def main() -> None:
                 profile_live(transport, unique, data, args.connections)
             return
         floor: list[dict[str, Any]] = []
-        e2e: dict[str, list[dict[str, Any]]] = {t: [] for t in (*TRANSPORTS, NO_STATE,
-                                                                 UNPINNED)}
+        e2e: dict[str, list[dict[str, Any]]] = {t: [] for t in (*TRANSPORTS, NO_STATE)}
         mark = time.monotonic()
-        steps = ("floor", *TRANSPORTS, NO_STATE, UNPINNED)
+        steps = ("floor", *TRANSPORTS, NO_STATE)
         for round_no in range(args.rounds):
             k = round_no % len(steps)
             order = steps[k:] + steps[:k]
@@ -1449,9 +1423,8 @@ def main() -> None:
                         raise SystemExit(f"decode floor: {result}")
                     floor.append(result)
                 else:
-                    x = run_e2e(step if step in TRANSPORTS else "http", unique, data,
-                                args.connections, checkpoints=step != NO_STATE,
-                                pinned=step != UNPINNED)
+                    x = run_e2e("http" if step == NO_STATE else step, unique, data,
+                                args.connections, checkpoints=step != NO_STATE)
                     print(f"  {x['spans'] / x['cpu_closed_s']:,.0f} spans/s per core, "
                           f"{x['spans'] / x['drain_wall_s']:,.0f} wall", file=sys.stderr)
                     e2e[step].append(x)
