@@ -18,11 +18,13 @@ SMALL = Config(trace_wait_s=30, conversation_idle_s=900, max_traces=20,
 
 
 def comparable(saved: tuple[dict, int] | None) -> tuple[dict, int]:
-    """The spend rows window by window, each in its own order (the order that matters):
-    the store gives them in the order they were first written."""
+    """The windows in one order; each window's customers in their own (the one that
+    matters), as lists, since a dict's order is not part of its equality."""
     assert saved is not None
     state, saved_ns = saved
-    return {**state, "spend": sorted(state["spend"], key=lambda r: r[:2])}, saved_ns
+    spend = sorted((label, index, list(customers.items()))
+                   for label, index, customers in state["spend"])
+    return {**state, "spend": spend}, saved_ns
 
 
 def test_incremental_checkpoints_add_up_to_the_whole_state(tmp_path):
@@ -33,16 +35,15 @@ def test_incremental_checkpoints_add_up_to_the_whole_state(tmp_path):
         run(engine, [(now, records)])
         if i % 7 == 0:
             changes = engine.changes()
-            saves += bool(changes["conversations_gone"] or changes["spend_gone"])
+            saves += bool(changes["conversations_gone"] or changes["windows_gone"])
             store.save(changes, now)
             # Rows in order, none left over:
             assert comparable(store.load()) == comparable((engine.dump(), now))
-    assert saves > 10  # closed conversations and folded customers were deleted
+    assert saves > 10  # closed conversations (and windows) were deleted
     counts = [store._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
               for table in ("conversations", "spend", "closed")]
     assert counts[0] == len(engine.conversations.open) <= SMALL.max_conversations
-    assert counts[1] == sum(len(w.spend) for ws in engine.customers.windows
-                            for w in ws.open.values())
+    assert counts[1] == sum(len(ws.open) for ws in engine.customers.windows)
     assert counts[2] < 20  # closed-id rows of old checkpoints are trimmed
 
 
@@ -113,3 +114,25 @@ def test_a_file_of_another_layout_is_moved_aside(tmp_path):
     assert store.load() is None
     assert (tmp_path / "state.db.unreadable").exists()
     assert store.load() is None  # a new, empty file
+
+
+def test_the_open_traces_file_beside_the_database_goes_with_its_checkpoint(tmp_path):
+    """The open traces are written to a file beside the database before the transaction
+    that names it commits: the last two are kept, and a checkpoint whose file is gone is
+    refused whole (moved aside, with its files), not restored without its traces."""
+    path = tmp_path / "state.db"
+    engine, store = Engine(Config(trace_wait_s=86400)), Store(path)
+    steps = workload(seed=11, traces=200)
+    for at in range(0, 100, 10):
+        run(engine, steps[at:at + 10])
+        store.save(engine.changes(), at)
+    assert sorted(f.name for f in tmp_path.glob("state.db-traces-*")) == [
+        "state.db-traces-10", "state.db-traces-9"]
+    state, _ = store.load()
+    assert state["traces"] and state["traces"] == engine.dump()["traces"]
+    store.close()
+    (tmp_path / "state.db-traces-10").unlink()
+    store = Store(path)
+    assert store.load() is None
+    assert (tmp_path / "state.db.unreadable-traces-9").exists()
+    assert not list(tmp_path.glob("state.db-traces-*"))

@@ -3,9 +3,10 @@
 `EngineCollector` is a ``prometheus_client`` custom collector: on each scrape it takes a
 `Snapshot` (a copy made under the service's lock: the engine is not thread-safe), of the
 engine as it is or the one published with the last checkpoint, and renders it with names,
-units, labels and buckets taken only from `semconv.ROLLUP_METRICS`. `MetricsServer` serves it over HTTP with content negotiation:
-``Accept: application/openmetrics-text`` gets OpenMetrics, with the runaway counters'
-trace-id exemplars; anything else gets the plain text format (which cannot carry them).
+units, labels and buckets taken only from `semconv.ROLLUP_METRICS`. `MetricsServer` serves
+it over HTTP with content negotiation: ``Accept: application/openmetrics-text`` gets
+OpenMetrics, with the runaway counters' trace-id exemplars; anything else gets the plain
+text format (which cannot carry them).
 
 Every counter and histogram family is rendered from the first scrape on, with zero series
 for every label value known in advance: otherwise ``absent()`` alerts fire on a quiet

@@ -25,7 +25,7 @@ Gauge = tuple[MetricDef, Labels, float]
 
 
 class Window:
-    __slots__ = ("spend", "other", "unattributed", "dirty", "gone")
+    __slots__ = ("spend", "other", "unattributed", "changed")
 
     def __init__(self) -> None:
         # In order of first spend. An OrderedDict: a full window folds its oldest entry on
@@ -34,10 +34,9 @@ class Window:
         self.spend: OrderedDict[str, float] = OrderedDict()
         self.other = 0.0  # customers folded in when the window was full
         self.unattributed = 0.0
-        # Since the last checkpoint: customers whose spend changed (a dict, to keep the
-        # order of first spend of new ones), and those folded into ``other``.
-        self.dirty: dict[str, None] = {}
-        self.gone: list[str] = []
+        # Spent in since the last checkpoint, which then saves it whole: a copy of the
+        # dict costs less than noting each customer changed, span by span.
+        self.changed = True
 
     def total(self) -> float:
         return sum(self.spend.values()) + self.other + self.unattributed
@@ -113,13 +112,9 @@ class Windows:
             elif len(spend) < self._max_customers:
                 spend[customer_id] = amount
             else:  # full: fold the longest-known customer into __other__ to make room
-                folded, spent = spend.popitem(last=False)
-                window.other += spent
-                window.dirty.pop(folded, None)
-                window.gone.append(folded)
+                window.other += spend.popitem(last=False)[1]
                 spend[customer_id] = amount
                 self._metrics.add(sc.M_PROCESSOR_EVICTIONS, 1, ("customer",))
-            window.dirty[customer_id] = None
 
     def _window(self, index: int, now_ns: int) -> tuple[Window, int]:
         """The open window of ``index`` (created if new); a late span's goes to the newest
@@ -130,6 +125,7 @@ class Windows:
         window = self.open.get(index)
         if window is None:
             window = self.open[index] = Window()
+        window.changed = True  # (every span of a batch goes through here or after it)
         return window, index
 
     def advance(self, now_ns: int) -> None:

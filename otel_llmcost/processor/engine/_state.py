@@ -1,8 +1,11 @@
 """The engine's state as plain data, and back: what a checkpoint stores.
 
-A checkpoint is incremental. Conversations and customer spend are long-lived and mostly
-idle, so only the rows that changed since the last checkpoint are handed out (with the
-ids of those that closed); trace ids closed since then are appended. Open traces live
+A checkpoint is incremental. Conversations are long-lived and mostly idle, so only those
+that changed since the last checkpoint are handed out (with the ids of those that
+closed); trace ids closed since then are appended. A customer window that was spent in
+goes whole: copying its dict (C speed, about 0.1 µs a customer) and writing it as one
+row costs less than noting, span by span, which customers changed and upserting each
+(about 3 µs a row), unless only a few percent of its customers spent. Open traces live
 a few seconds, so nearly all of them change between two checkpoints: they go whole, in a
 compact binary form (hex and JSON lists were most of a checkpoint's cost). Metrics are
 small and go whole as JSON-able data.
@@ -14,6 +17,7 @@ is versioned so that a newer processor can refuse (not misread) an older file.
 from __future__ import annotations
 
 import struct
+from collections import OrderedDict
 from itertools import islice
 from typing import Any
 
@@ -24,7 +28,7 @@ from otel_llmcost.processor.engine._metrics import Exemplar
 from otel_llmcost.processor.engine._traces import OpenTrace, Turn
 
 VERSION = 5  # 3: incremental rows; open traces binary. 4: the anomaly detector's state.
-# 5: the detector keeps one example span a bucket
+# 5: the detector keeps one example span a bucket; a window's spend saved whole
 _METRICS = {m.name: m for m in sc.ROLLUP_METRICS}
 # A trace: id, last, start, end, LLM calls, tool calls, retries, cost, weight, close time,
 # has a close time, links kept, turns; then its span ids, its parents' ids, and its turns.
@@ -37,8 +41,9 @@ _SPAN_ID = 8
 def dump(engine: Any, full: bool) -> dict[str, Any]:
     """What changed since the last dump (everything if ``full``), and start over from here.
 
-    ``conversations`` and ``spend`` rows come in the order a restore must rebuild them
-    (activity, and first spend); ``*_gone`` name the rows to delete first.
+    ``conversations`` rows come in the order a restore must rebuild them (activity), and
+    so do each window's customers in its ``spend`` (first spend; a window is given whole
+    if anyone spent in it); ``*_gone`` name the rows to delete first.
     """
     traces, conversations = engine.traces, engine.conversations
     closed = traces.closed
@@ -51,13 +56,8 @@ def dump(engine: Any, full: bool) -> dict[str, Any]:
         "closed_count": len(closed),
         "conversations": _conversation_rows(conversations, full),
         "conversations_gone": [] if full else conversations.gone,
-        "spend": [(w.label, index, customer, window.spend[customer])
-                  for w in engine.customers.windows for index, window in w.open.items()
-                  for customer in (window.spend if full else window.dirty)],
-        "spend_gone": [] if full else [(w.label, index, customer)
-                                       for w in engine.customers.windows
-                                       for index, window in w.open.items()
-                                       for customer in window.gone],
+        "spend": [(w.label, index, dict(window.spend)) for w in engine.customers.windows
+                  for index, window in w.open.items() if full or window.changed],
         "windows_gone": [] if full else [(w.label, index) for w in engine.customers.windows
                                          for index in w.gone],
     }
@@ -66,7 +66,7 @@ def dump(engine: Any, full: bool) -> dict[str, Any]:
     for w in engine.customers.windows:
         w.gone = []
         for window in w.open.values():
-            window.dirty, window.gone = {}, []
+            window.changed = False
     return state
 
 
@@ -174,9 +174,9 @@ def load(engine: Any, state: dict[str, Any]) -> None:
         for index, other, unattributed in saved["open"]:
             win = w.open[index] = Window()
             win.other, win.unattributed = other, unattributed
-    for label, index, customer, amount in state["spend"]:
+    for label, index, spend in state["spend"]:
         if label in by_label:  # (not a window kind dropped since)
-            by_label[label].open[index].spend[customer] = amount
+            by_label[label].open[index].spend = OrderedDict(spend)
     for name, labels, counts, total in meta["histograms"]:
         h = metrics.histogram(_METRICS[name], tuple(labels))  # in place: the engine holds some
         h.counts, h.sum = counts, total
