@@ -389,6 +389,24 @@ def test_http_length_required_and_chunked(start: Callable[..., Any]) -> None:
     assert status == 413
 
 
+def test_http_expect_100_continue_is_answered_before_the_body(
+        start: Callable[..., Any]) -> None:
+    """curl sends ``Expect: 100-continue`` before a large body and waits for the interim
+    answer: it must come at once (responses are buffered until a request is done)."""
+    sink = Sink()
+    receiver = start(HttpReceiver, sink)
+    body = _llm_request().SerializeToString()
+    with socket.create_connection(("127.0.0.1", receiver.port), timeout=30) as sock:
+        sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/x-protobuf\r\nExpect: 100-continue\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n")  # no body sent yet
+        sock.sendall(body)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert sink.calls[0][1] == body
+
+
 @pytest.mark.parametrize(("head", "expected"), [
     (b"Content-Length: -1\r\n\r\n", b"400"),
     (b"Content-Length: 1e3\r\n\r\n", b"400"),

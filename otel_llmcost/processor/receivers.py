@@ -359,7 +359,17 @@ class _HttpServer6(_HttpServer):
 class _HttpHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # exporters keep their connections alive
     timeout = _SOCKET_TIMEOUT_S
+    # Buffered: the status line, headers and body leave in one send when the request is
+    # done (handle_one_request flushes), not in two, and no Nagle delay between them.
+    wbufsize = -1
+    disable_nagle_algorithm = True
     server: _HttpServer
+
+    def handle_expect_100(self) -> bool:
+        """``100 Continue`` (curl waits for it before sending a large body) goes at once."""
+        accepted = super().handle_expect_100()
+        self.wfile.flush()
+        return accepted
 
     def _serve(self) -> None:
         receiver = self.server.receiver
