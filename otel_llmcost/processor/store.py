@@ -103,8 +103,8 @@ class Store:
 
     def _prune(self, keep: tuple[int, ...]) -> None:
         """Delete the open-traces files but those numbered ``keep``."""
-        for file in _traces_files(self.path):
-            if int(file.name.rsplit("-", 1)[1]) not in keep:
+        for number, file in _traces_files(self.path).items():
+            if number not in keep:
                 file.unlink(missing_ok=True)
 
     def save(self, state: dict[str, Any], now_ns: int) -> int:
@@ -165,10 +165,9 @@ class Store:
 
     def _move_aside(self, error: Exception) -> None:
         aside = self.path.with_name(self.path.name + ".unreadable")
-        for file in _traces_files(aside):  # an older one's: replaced
+        for file in _traces_files(aside).values():  # an older one's: replaced
             file.unlink()
-        suffixes = ["", "-wal", "-shm"] + [f.name[len(self.path.name):]
-                                           for f in _traces_files(self.path)]
+        suffixes = ["", "-wal", "-shm"] + [f"-traces-{n}" for n in _traces_files(self.path)]
         for suffix in suffixes:
             source = Path(str(self.path) + suffix)
             if source.exists():
@@ -191,10 +190,11 @@ def _traces_path(path: Path, number: int) -> Path:
     return path.with_name(f"{path.name}-traces-{number}")
 
 
-def _traces_files(path: Path) -> list[Path]:
+def _traces_files(path: Path) -> dict[int, Path]:
+    """The open-traces files of the checkpoint at ``path``, by number."""
     prefix = f"{path.name}-traces-"
-    return [f for f in path.parent.glob(f"{glob.escape(prefix)}*")
-            if f.name[len(prefix):].isdigit()]
+    return {int(f.name[len(prefix):]): f for f in path.parent.glob(f"{glob.escape(prefix)}*")
+            if f.name[len(prefix):].isdigit()}
 
 
 def _read(db: sqlite3.Connection, path: Path) -> tuple[dict[str, Any], int] | None:

@@ -77,7 +77,7 @@ class Windows:
     def _index(self, t_ns: int) -> int:
         if self._length_ns:
             return t_ns // self._length_ns
-        return self._month_of(t_ns)[2]
+        return _month_index(t_ns)
 
     @staticmethod
     def _month_of(t_ns: int) -> tuple[int, int, int]:
@@ -91,7 +91,7 @@ class Windows:
     def add(self, spends: list[Spend], now_ns: int) -> None:
         """LLM spans' (weighted) costs, each in the window of its end (or of ``now_ns``, if
         it ends later): a batch per call, since this runs for every LLM span."""
-        length, month = self._length_ns, self._month
+        length, month, most = self._length_ns, self._month, self._max_customers
         window, index = None, None  # the last one used: a batch mostly falls in one window
         for customer_id, amount, end_ns, _ in spends:
             t_ns = end_ns if end_ns < now_ns else now_ns
@@ -109,7 +109,7 @@ class Windows:
             spend = window.spend
             if customer_id in spend:
                 spend[customer_id] += amount
-            elif len(spend) < self._max_customers:
+            elif len(spend) < most:
                 spend[customer_id] = amount
             else:  # full: fold the longest-known customer into __other__ to make room
                 window.other += spend.popitem(last=False)[1]
