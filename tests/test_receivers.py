@@ -765,6 +765,45 @@ def test_http_stop_waits_for_ingest_and_then_refuses(start: Callable[..., Any]) 
     keep_alive.close()
 
 
+def test_grpc_stop_waits_for_ingest_and_then_refuses(start: Callable[..., Any]) -> None:
+    """The call in flight when stop() is called is answered; none is ingested after."""
+    entered, release = threading.Event(), threading.Event()
+    ingested: list[int] = []
+
+    def ingest(decoded: Decoded, payload: bytes) -> bool:
+        ingested.append(len(decoded.records))
+        entered.set()
+        release.wait()
+        return True
+
+    receiver = start(GrpcReceiver, ingest)
+    channel, stub = _stub(receiver)
+    with channel:
+        answers: list[ExportTraceServiceResponse] = []
+        client = threading.Thread(target=lambda: answers.append(stub.Export(_llm_request())))
+        client.start()
+        entered.wait()
+        stopped = threading.Event()
+
+        def stop() -> None:
+            receiver.stop()
+            stopped.set()
+
+        stopper = threading.Thread(target=stop)
+        stopper.start()
+        while not receiver._gate._closed:  # wait until stop() is waiting for the ingest call
+            stopper.join(0.001)
+        assert not stopped.is_set()
+        release.set()
+        stopper.join()
+        client.join()
+        assert answers == [ExportTraceServiceResponse()]
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Export(_llm_request(), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert ingested == [2]
+
+
 def test_a_port_in_use_fails_to_start(start: Callable[..., Any]) -> None:
     """Also for gRPC, which would share the port silently (SO_REUSEPORT) if let."""
     first = start(GrpcReceiver, Sink())

@@ -14,6 +14,7 @@ every input with a status rather than an exception, and count what they did in a
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -23,7 +24,6 @@ import ssl
 import threading
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.message import Message as EmailMessage
 from http import HTTPStatus
@@ -538,10 +538,14 @@ class _GrpcAbort(NamedTuple):
 
 
 class GrpcReceiver(_Receiver):
-    """OTLP/gRPC TraceService/Export on a thread-pool ``grpc.server``.
+    """OTLP/gRPC TraceService/Export on a ``grpc.aio`` server, on its own event-loop thread.
 
-    Sync rather than grpc.aio: decoding is CPU work that would stall an event loop, and
-    ingest is a synchronous queue put. The method is registered with no request
+    The loop thread decodes each call in turn, which the GIL would make it do anyway;
+    what the loop saves is grpc's hand-off of every call from its poller thread to a
+    pool thread, and the wake-ups and context switches that go with it. Measured on the
+    receiver alone, 1,000 requests of 512 spans, 7 alternated pairs: 5.50 s of CPU
+    (median) against 6.03 s with the same handler on a thread-pool ``grpc.server``,
+    about 1 µs per span. The method is registered with no request
     deserializer, so the handler gets the raw bytes: they are the payload to forward as
     they came, and a payload protobuf cannot parse is INVALID_ARGUMENT (the generated
     servicer would answer INTERNAL). gzip from clients is undone by grpc itself, and
@@ -556,16 +560,16 @@ class GrpcReceiver(_Receiver):
                  ingest: Ingest, limits: Limits = _DEFAULT_LIMITS,
                  max_message_bytes: int = 16 * MIB, token: str | None = None,
                  tls: tuple[str, str] | None = None, retry_after_s: float = 1,
-                 stats: ReceiverStats | None = None, max_workers: int = 8) -> None:
+                 stats: ReceiverStats | None = None) -> None:
         super().__init__(ingest, limits=limits, token=token, retry_after_s=retry_after_s,
                          stats=stats)
         self.host = host
         self.port = port
         self.max_message_bytes = max_message_bytes
         self._tls = tls
-        self._max_workers = max_workers
-        self._server: grpc.Server | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._server: grpc.aio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Bind (``port`` becomes the bound one) and serve."""
@@ -574,13 +578,24 @@ class GrpcReceiver(_Receiver):
             certfile, keyfile = self._tls
             with open(certfile, "rb") as cert, open(keyfile, "rb") as key:
                 credentials = grpc.ssl_server_credentials(((key.read(), cert.read()),))
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="otlp-grpc", daemon=True)
+        thread.start()
+        self._loop, self._thread = loop, thread
+        try:
+            asyncio.run_coroutine_threadsafe(self._serve(credentials), loop).result()
+        except BaseException:
+            self._close_loop()
+            raise
+
+    async def _serve(self, credentials: grpc.ServerCredentials | None) -> None:
+        """Made on the loop's thread: grpc.aio objects belong to the loop they start on."""
         handler = grpc.method_handlers_generic_handler(GRPC_SERVICE, {
             "Export": grpc.unary_unary_rpc_method_handler(
                 self._export, request_deserializer=None,
                 response_serializer=ExportTraceServiceResponse.SerializeToString)})
-        pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix="otlp-grpc")
-        server = grpc.server(
-            pool, handlers=(handler,),
+        server = grpc.aio.server(
+            handlers=(handler,),
             options=(("grpc.max_receive_message_length", self.max_message_bytes),
                      # grpc enables SO_REUSEPORT by default: a second receiver on the
                      # same port would bind without error and take part of the traffic.
@@ -593,23 +608,29 @@ class GrpcReceiver(_Receiver):
             else:
                 self.port = server.add_insecure_port(address)
         except RuntimeError as error:  # grpc's "Failed to bind": an OSError, as for HTTP
-            pool.shutdown()
             raise OSError(f"OTLP gRPC receiver: cannot bind {address}") from error
-        server.start()
-        self._server, self._pool = server, pool
+        await server.start()
+        self._server = server
 
     def stop(self) -> None:
         """Refuse new exports, let in-flight ones answer; ingest is never called after."""
         self._gate.close()
-        if self._server is not None and self._pool is not None:
-            self._server.stop(_GRPC_STOP_GRACE_S).wait()
-            self._pool.shutdown()
-        self._server = self._pool = None
+        if self._loop is not None and self._server is not None:
+            asyncio.run_coroutine_threadsafe(self._server.stop(_GRPC_STOP_GRACE_S),
+                                             self._loop).result()
+        self._close_loop()
 
-    def _export(self, body: bytes, context: grpc.ServicerContext
-                ) -> ExportTraceServiceResponse:
+    def _close_loop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+        self._server = self._loop = self._thread = None
+
+    async def _export(self, body: bytes, context: grpc.aio.ServicerContext
+                      ) -> ExportTraceServiceResponse:
         try:
-            answer = self._answer(body, context.invocation_metadata() or ())
+            answer = self._answer(body, tuple(context.invocation_metadata() or ()))
         except Exception as error:  # noqa: BLE001 - a handler bug must not kill the server
             self._log_error(error)
             self._count(OUTCOME_ERROR)
@@ -619,7 +640,7 @@ class GrpcReceiver(_Receiver):
         # abort() raises, so it stays outside the try above.
         if answer.trailers:
             context.set_trailing_metadata(answer.trailers)
-        return context.abort(answer.code, answer.message)
+        await context.abort(answer.code, answer.message)  # raises
 
     def _answer(self, body: bytes, metadata: tuple[tuple[str, str | bytes], ...]
                 ) -> ExportTraceServiceResponse | _GrpcAbort:
