@@ -145,8 +145,9 @@ def _request(*spans: Span) -> ExportTraceServiceRequest:
 
 def _llm_request() -> ExportTraceServiceRequest:
     """A root and an LLM call with a cost: what a real agent trace starts with."""
-    llm: dict[str, str | float] = {sc.GEN_AI_USAGE_COST_AMOUNT: 0.25, sc.LLMCOST_PRICING_STATUS: sc.STATUS_EXACT,
-           sc.GEN_AI_USAGE_INPUT_TOKENS: 1000}
+    llm: dict[str, str | float] = {sc.GEN_AI_USAGE_COST_AMOUNT: 0.25,
+                                   sc.LLMCOST_PRICING_STATUS: sc.STATUS_EXACT,
+                                   sc.GEN_AI_USAGE_INPUT_TOKENS: 1000}
     return _request(_span(ROOT, name="invoke_agent"), _span(CHILD, ROOT, attributes=llm))
 
 
