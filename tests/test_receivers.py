@@ -64,6 +64,7 @@ TOKEN = "s3cret-token"
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 R = TypeVar("R", HttpReceiver, GrpcReceiver)
+T = TypeVar("T")
 
 
 class Sink:
@@ -734,24 +735,28 @@ def test_concurrent_exports_are_all_counted(start: Callable[..., Any]) -> None:
     assert snapshot.received_spans == {"http": 80, "grpc": 80}
 
 
-def test_http_stop_waits_for_ingest_and_then_refuses(start: Callable[..., Any]) -> None:
-    """After stop() returns ingest is never called: the service can drain its queue."""
-    entered, release = threading.Event(), threading.Event()
+class _HeldIngest:
+    """An ingest that holds each call until released: a request in flight at stop()."""
 
-    def ingest(decoded: Decoded, payload: bytes) -> bool:
-        entered.set()
-        release.wait()
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.records: list[int] = []  # per call
+
+    def __call__(self, decoded: Decoded, payload: bytes) -> bool:
+        self.records.append(len(decoded.records))
+        self.entered.set()
+        self.release.wait()
         return True
 
-    receiver = start(HttpReceiver, ingest)
-    keep_alive = http.client.HTTPConnection("127.0.0.1", receiver.port)
-    keep_alive.request("POST", "/v1/traces", b"", PROTOBUF)  # opens a handler thread
-    assert keep_alive.getresponse().read() == b""
-    statuses: list[int] = []
-    client = threading.Thread(target=lambda: statuses.append(
-        _post(receiver, _llm_request().SerializeToString())[0]))
+
+def _stop_during_ingest(receiver: HttpReceiver | GrpcReceiver, ingest: _HeldIngest,
+                        send: Callable[[], T]) -> T:
+    """``send()`` a request, call stop() while its ingest is held, and check that stop()
+    waits for that call; the request's answer."""
+    answers: list[T] = []
+    client = threading.Thread(target=lambda: answers.append(send()))
     client.start()
-    entered.wait()
+    ingest.entered.wait()
     stopped = threading.Event()
 
     def stop() -> None:
@@ -763,10 +768,23 @@ def test_http_stop_waits_for_ingest_and_then_refuses(start: Callable[..., Any]) 
     while not receiver._gate._closed:  # wait until stop() is waiting for the ingest call
         stopper.join(0.001)
     assert not stopped.is_set()
-    release.set()
+    ingest.release.set()
     stopper.join()
     client.join()
-    assert statuses == [200]
+    (answer,) = answers
+    return answer
+
+
+def test_http_stop_waits_for_ingest_and_then_refuses(start: Callable[..., Any]) -> None:
+    """After stop() returns ingest is never called: the service can drain its queue."""
+    ingest = _HeldIngest()
+    receiver = start(HttpReceiver, ingest)
+    keep_alive = http.client.HTTPConnection("127.0.0.1", receiver.port)
+    keep_alive.request("POST", "/v1/traces", b"", PROTOBUF)  # opens a handler thread
+    assert keep_alive.getresponse().read() == b""
+    status = _stop_during_ingest(receiver, ingest, lambda: _post(
+        receiver, _llm_request().SerializeToString())[0])
+    assert status == 200
     # The idle keep-alive connection outlived stop(): it is answered, not ingested.
     keep_alive.request("POST", "/v1/traces", _llm_request().SerializeToString(), PROTOBUF)
     response = keep_alive.getresponse()
@@ -776,41 +794,16 @@ def test_http_stop_waits_for_ingest_and_then_refuses(start: Callable[..., Any]) 
 
 def test_grpc_stop_waits_for_ingest_and_then_refuses(start: Callable[..., Any]) -> None:
     """The call in flight when stop() is called is answered; none is ingested after."""
-    entered, release = threading.Event(), threading.Event()
-    ingested: list[int] = []
-
-    def ingest(decoded: Decoded, payload: bytes) -> bool:
-        ingested.append(len(decoded.records))
-        entered.set()
-        release.wait()
-        return True
-
+    ingest = _HeldIngest()
     receiver = start(GrpcReceiver, ingest)
     channel, stub = _stub(receiver)
     with channel:
-        answers: list[ExportTraceServiceResponse] = []
-        client = threading.Thread(target=lambda: answers.append(stub.Export(_llm_request())))
-        client.start()
-        entered.wait()
-        stopped = threading.Event()
-
-        def stop() -> None:
-            receiver.stop()
-            stopped.set()
-
-        stopper = threading.Thread(target=stop)
-        stopper.start()
-        while not receiver._gate._closed:  # wait until stop() is waiting for the ingest call
-            stopper.join(0.001)
-        assert not stopped.is_set()
-        release.set()
-        stopper.join()
-        client.join()
-        assert answers == [ExportTraceServiceResponse()]
+        answer = _stop_during_ingest(receiver, ingest, lambda: stub.Export(_llm_request()))
+        assert answer == ExportTraceServiceResponse()
         with pytest.raises(grpc.RpcError) as caught:
             stub.Export(_llm_request(), timeout=5)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert ingested == [2]
+    assert ingest.records == [2]
 
 
 def test_a_port_in_use_fails_to_start(start: Callable[..., Any]) -> None:
