@@ -175,6 +175,9 @@ def test_customer_windows_top_k_other_shares_and_off_hours():
     top = gauges(engine)
     assert top[(sc.M_CUSTOMER_TOP_COST.name, ("1h", "a"))] == 1.0
     assert top[(sc.M_CUSTOMER_TOP_COST.name, ("1d", "a"))] == 51.0  # the day is still open
+    # Counted span by span, also when a batch brings several.
+    engine.ingest([call(42 + i, b"\x01" * 8, 1.0, at=10 * S) for i in range(3)], HOUR + 63 * S)
+    assert engine.metrics.counters[(sc.M_PROCESSOR_LATE_SPANS, ("customer",))] == 4
 
 
 def test_a_full_customer_window_folds_the_oldest_into_other():
@@ -186,6 +189,44 @@ def test_a_full_customer_window_folds_the_oldest_into_other():
     assert top == {"y": 2.0, "z": 3.0, sc.CUSTOMER_OTHER: 1.0, sc.CUSTOMER_UNATTRIBUTED: 0.0}
     # One customer folded in each window kind (hour, day, month).
     assert engine.metrics.counters[(sc.M_PROCESSOR_EVICTIONS, ("customer",))] == len(sc.WINDOWS)
+
+
+def _longest_chain(links: list[tuple[bytes, bytes]]) -> int:
+    """Reference depth: walk each span up through the kept spans, one by one."""
+    parents = dict(links)
+    deepest = 0
+    for span_id in parents:
+        depth, node = 1, span_id
+        while parents[node] in parents:
+            depth, node = depth + 1, parents[node]
+        deepest = max(deepest, depth)
+    return deepest
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_depth_is_the_longest_chain_in_any_arrival_order(seed):
+    """Random trees (some spans' parents in another service, never seen), arriving in a
+    random order, in batches, with a cap on the links kept: the depth observed is the
+    longest chain among the spans kept."""
+    import random
+
+    rng = random.Random(seed)
+    size = rng.randrange(1, 40)
+    ids = [bytes([seed + 1]) + n.to_bytes(7, "big") for n in range(1, size + 1)]
+    links = [(ids[0], b"")]  # the root
+    for n in range(1, size):  # a parent made before it, or one in another service
+        links.append((ids[n], b"\xee" * 8 if rng.random() < 0.1 else rng.choice(ids[:n])))
+    rng.shuffle(links)
+    cap = rng.choice([1024, max(1, size // 2)])
+    engine = Engine(Config(trace_wait_s=0, max_spans_per_trace=cap))
+    records = [SpanRecord(tid(90), span_id, parent, 0, 1) for span_id, parent in links]
+    while records:
+        cut = rng.randrange(1, len(records) + 1)
+        engine.ingest(records[:cut], 0)
+        records = records[cut:]
+    engine.advance(1)
+    kept = [(span_id, parent or bytes(8)) for span_id, parent in links[:cap]]
+    assert histogram(engine, sc.M_TRACE_DEPTH).sum == _longest_chain(kept)
 
 
 def test_depth_survives_a_hostile_cycle():

@@ -65,7 +65,6 @@ class Windows:
         self.label = label
         self._length_ns = length_s * _NS if length_s else 0
         self._hourly = length_s == 3600
-        self._month = (0, 0, -1)  # (start, end, index) of the month last looked up
         self._grace_ns = grace_ns
         self._max_customers = max_customers
         self._metrics = metrics
@@ -79,54 +78,25 @@ class Windows:
             return t_ns // self._length_ns
         return _month_index(t_ns)
 
-    @staticmethod
-    def _month_of(t_ns: int) -> tuple[int, int, int]:
-        """(start, end, index) of the calendar month of ``t_ns``."""
-        index = _month_index(t_ns)
-        return _month_start_ns(index), _month_start_ns(index + 1), index
+    def _start_ns(self, index: int) -> int:
+        return index * self._length_ns if self._length_ns else _month_start_ns(index)
 
     def _end_ns(self, index: int) -> int:
-        return (index + 1) * self._length_ns if self._length_ns else _month_start_ns(index + 1)
+        return self._start_ns(index + 1)
 
-    def add(self, spends: list[Spend], now_ns: int) -> None:
-        """LLM spans' (weighted) costs, each in the window of its end (or of ``now_ns``, if
-        it ends later): a batch per call, since this runs for every LLM span."""
-        length, month, most = self._length_ns, self._month, self._max_customers
-        window, index = None, None  # the last one used: a batch mostly falls in one window
-        for customer_id, amount, end_ns, _ in spends:
-            t_ns = end_ns if end_ns < now_ns else now_ns
-            if length:
-                at = t_ns // length
-            else:  # calendar months: dates only when leaving the month last looked up
-                if not month[0] <= t_ns < month[1]:
-                    month = self._month = self._month_of(t_ns)
-                at = month[2]
-            if at != index:
-                window, index = self._window(at, now_ns)
-            if customer_id is None:
-                window.unattributed += amount
-                continue
-            spend = window.spend
-            if customer_id in spend:
-                spend[customer_id] += amount
-            elif len(spend) < most:
-                spend[customer_id] = amount
-            else:  # full: fold the longest-known customer into __other__ to make room
-                window.other += spend.popitem(last=False)[1]
-                spend[customer_id] = amount
-                self._metrics.add(sc.M_PROCESSOR_EVICTIONS, 1, ("customer",))
-
-    def _window(self, index: int, now_ns: int) -> tuple[Window, int]:
-        """The open window of ``index`` (created if new); a late span's goes to the newest
-        open one, and is counted."""
-        if index <= self.closed_through:
-            self._metrics.add(sc.M_PROCESSOR_LATE_SPANS, 1, ("customer",))
+    def at(self, t_ns: int, now_ns: int) -> tuple[Window, int, int, bool]:
+        """The open window that spend at ``t_ns`` goes to (created if new), the times that
+        go there, and whether it is late: its window closed, it goes to the newest open one."""
+        index = self._index(t_ns)
+        start, end = self._start_ns(index), self._end_ns(index)
+        late = index <= self.closed_through
+        if late:
             index = max(self.open, default=self._index(now_ns))
         window = self.open.get(index)
         if window is None:
             window = self.open[index] = Window()
         window.changed = True  # (every span of a batch goes through here or after it)
-        return window, index
+        return window, start, end, late
 
     def advance(self, now_ns: int) -> None:
         for index in sorted(self.open):
@@ -173,12 +143,46 @@ class Customers:
 
     def __init__(self, grace_ns: int, max_customers: int, top_k: int, metrics: Metrics) -> None:
         self._top_k = top_k
+        self._max_customers = max_customers
+        self._metrics = metrics
         self.windows = tuple(Windows(label, length, grace_ns, max_customers, metrics)
                              for label, length in sc.WINDOWS)
 
     def add(self, spends: list[Spend], now_ns: int) -> None:
-        for windows in self.windows:
-            windows.add(spends, now_ns)
+        """LLM spans' (weighted) costs, each in the windows of its end (or of ``now_ns``, if
+        it ends later). One pass for every kind of window, since this runs for every LLM
+        span: a batch mostly falls in one window of each, looked up again only when a span
+        leaves the times they all cover."""
+        most, targets, start, end, late, late_spans = self._max_customers, [], 0, 0, False, 0
+        for customer_id, amount, end_ns, _ in spends:
+            t_ns = end_ns if end_ns < now_ns else now_ns
+            if not start <= t_ns < end:
+                targets, start, end, late = self._targets(t_ns, now_ns)
+            if late:
+                late_spans += 1
+            if customer_id is None:
+                for window in targets:
+                    window.unattributed += amount
+                continue
+            for window in targets:
+                spend = window.spend
+                if customer_id in spend:
+                    spend[customer_id] += amount
+                elif len(spend) < most:
+                    spend[customer_id] = amount
+                else:  # full: fold the longest-known customer into __other__ to make room
+                    window.other += spend.popitem(last=False)[1]
+                    spend[customer_id] = amount
+                    self._metrics.add(sc.M_PROCESSOR_EVICTIONS, 1, ("customer",))
+        if late_spans:
+            self._metrics.add(sc.M_PROCESSOR_LATE_SPANS, late_spans, ("customer",))
+
+    def _targets(self, t_ns: int, now_ns: int) -> tuple[list[Window], int, int, bool]:
+        """The window of each kind that spend at ``t_ns`` goes to, the times that all of
+        them cover, and whether any of them is late."""
+        found = [windows.at(t_ns, now_ns) for windows in self.windows]
+        return ([window for window, _, _, _ in found], max(start for _, start, _, _ in found),
+                min(end for _, _, end, _ in found), any(late for *_, late in found))
 
     def advance(self, now_ns: int) -> None:
         for windows in self.windows:

@@ -65,17 +65,27 @@ class OpenTrace:
         self.runaway = False  # past a runaway limit while open (reported as an anomaly)
 
     def depth(self) -> int:
-        """Spans on the longest root-to-leaf path (of the spans whose links were kept)."""
-        parents, depths = self.parents, {NO_PARENT: 0}
+        """Spans on the longest root-to-leaf path (of the spans whose links were kept): one
+        more than the deepest parent. Parents are few (an agent's calls share one), so
+        they are walked, not the spans; each walk stops at a depth already known."""
+        parents = self.parents
+        if not parents:
+            return 0
+        depths, deepest = {NO_PARENT: 0}, 0
         known = depths.get
-        # Newest first: spans are exported as they end, so a parent usually arrives after
-        # its children and is met here before them; only other orders need a walk.
-        for span_id, parent in reversed(parents.items()):
-            above = known(parent)
-            if above is None:
-                above = _walk(parents, depths, parent) if parent in parents else 0
-            depths[span_id] = above + 1
-        return max(depths.values())
+        for parent in set(parents.values()):
+            depth = known(parent)
+            if depth is None:
+                if parent not in parents:
+                    depth = 0  # not kept, or in another service: its children count as roots
+                else:  # most often a root: its own parent is known, so no walk
+                    above = known(parents[parent])
+                    depth = (_walk(parents, depths, parent) if above is None else
+                             above + 1)
+                    depths[parent] = depth
+            if depth > deepest:
+                deepest = depth
+        return deepest + 1
 
 
 def _walk(parents: dict[bytes, bytes], depths: dict[bytes, int], span_id: bytes) -> int:
