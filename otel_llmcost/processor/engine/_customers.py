@@ -60,13 +60,12 @@ class Windows:
     """The open windows of one kind (e.g. hourly), by window index: a fixed length, or
     (``length_s`` None) the calendar month."""
 
-    def __init__(self, label: str, length_s: int | None, grace_ns: int, max_customers: int,
+    def __init__(self, label: str, length_s: int | None, grace_ns: int,
                  metrics: Metrics) -> None:
         self.label = label
         self._length_ns = length_s * _NS if length_s else 0
         self._hourly = length_s == 3600
         self._grace_ns = grace_ns
-        self._max_customers = max_customers
         self._metrics = metrics
         self.open: dict[int, Window] = {}
         self.closed_through = -1  # the newest closed window index
@@ -145,7 +144,7 @@ class Customers:
         self._top_k = top_k
         self._max_customers = max_customers
         self._metrics = metrics
-        self.windows = tuple(Windows(label, length, grace_ns, max_customers, metrics)
+        self.windows = tuple(Windows(label, length, grace_ns, metrics)
                              for label, length in sc.WINDOWS)
 
     def add(self, spends: list[Spend], now_ns: int) -> None:

@@ -80,8 +80,7 @@ class OpenTrace:
                     depth = 0  # not kept, or in another service: its children count as roots
                 else:  # most often a root: its own parent is known, so no walk
                     above = known(parents[parent])
-                    depth = (_walk(parents, depths, parent) if above is None else
-                             above + 1)
+                    depth = _walk(parents, depths, parent) if above is None else above + 1
                     depths[parent] = depth
             if depth > deepest:
                 deepest = depth
