@@ -180,6 +180,34 @@ def test_customer_windows_top_k_other_shares_and_off_hours():
     assert engine.metrics.counters[(sc.M_PROCESSOR_LATE_SPANS, ("customer",))] == 4
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_spend_lands_in_the_hour_day_and_month_of_its_end(seed):
+    """Spans either side of a month's end (and of days and hours), shuffled within a batch:
+    each window holds exactly the spend of the spans that ended in it."""
+    import random
+    from datetime import datetime, timezone
+
+    rng = random.Random(seed)
+    month_end = int(datetime(2026, 2, 1, tzinfo=timezone.utc).timestamp()) * S
+    records, expected = [], {}
+    for n in range(200):
+        end = month_end + rng.randrange(-30 * HOUR, 30 * HOUR)
+        customer, amount = rng.choice("abc"), rng.randrange(1, 8) / 4  # exact in binary
+        records.append(call(100 + n, b"\x01" * 8, amount, at=end - S // 10,
+                            customer_id=customer))
+        day = datetime.fromtimestamp(end // S, timezone.utc)
+        for label, index in (("1h", end // HOUR), ("1d", end // (24 * HOUR)),
+                             ("1mo", (day.year - 1970) * 12 + day.month - 1)):
+            key = (label, index, customer)
+            expected[key] = expected.get(key, 0.0) + amount
+    engine = Engine()
+    engine.ingest(records, month_end + 31 * HOUR)  # every span ended: none in the future
+    found = {(windows.label, index, customer): amount for windows in engine.customers.windows
+             for index, window in windows.open.items()
+             for customer, amount in window.spend.items()}
+    assert found == expected
+
+
 def test_a_full_customer_window_folds_the_oldest_into_other():
     engine = Engine(Config(max_customers=2))
     engine.ingest([call(50 + i, b"\x01" * 8, 1.0 + i, customer_id=c)
