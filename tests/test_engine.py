@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import random
+from datetime import datetime, timezone
 
 import pytest
 
@@ -184,9 +186,6 @@ def test_customer_windows_top_k_other_shares_and_off_hours():
 def test_spend_lands_in_the_hour_day_and_month_of_its_end(seed):
     """Spans either side of a month's end (and of days and hours), shuffled within a batch:
     each window holds exactly the spend of the spans that ended in it."""
-    import random
-    from datetime import datetime, timezone
-
     rng = random.Random(seed)
     month_end = int(datetime(2026, 2, 1, tzinfo=timezone.utc).timestamp()) * S
     records, expected = [], {}
@@ -236,8 +235,6 @@ def test_depth_is_the_longest_chain_in_any_arrival_order(seed):
     """Random trees (some spans' parents in another service, never seen), arriving in a
     random order, in batches, with a cap on the links kept: the depth observed is the
     longest chain among the spans kept."""
-    import random
-
     rng = random.Random(seed)
     size = rng.randrange(1, 40)
     ids = [bytes([seed + 1]) + n.to_bytes(7, "big") for n in range(1, size + 1)]
@@ -277,7 +274,6 @@ def test_prometheus_names_follow_the_opentelemetry_translation():
 def workload(seed: int, traces: int) -> list[tuple[int, list[SpanRecord]]]:
     """A seeded stream of (arrival time, spans): agents with retries, conversations,
     customers, weights, spans arriving child-first, over two hours."""
-    import random
     rng = random.Random(seed)
     out = []
     for t in range(traces):

@@ -179,9 +179,9 @@ class Customers:
     def _targets(self, t_ns: int, now_ns: int) -> tuple[list[Window], int, int, bool]:
         """The window of each kind that spend at ``t_ns`` goes to, the times that all of
         them cover, and whether any of them is late."""
-        found = [windows.at(t_ns, now_ns) for windows in self.windows]
-        return ([window for window, _, _, _ in found], max(start for _, start, _, _ in found),
-                min(end for _, _, end, _ in found), any(late for *_, late in found))
+        targets, starts, ends, lates = zip(*(windows.at(t_ns, now_ns)
+                                             for windows in self.windows))
+        return list(targets), max(starts), min(ends), any(lates)
 
     def advance(self, now_ns: int) -> None:
         for windows in self.windows:
