@@ -484,6 +484,37 @@ def test_sqlite_locked_by_another_process(mode: str, tmp_path: Path, in_force: A
                           sc.LLMCOST_BUDGET_UNACCOUNTED_REASON) == {sc.UNACCOUNTED_STORE: 1}
 
 
+def _open_store_at_once(path: str, barrier: Any, opened: Any) -> None:
+    from otel_llmcost.budgets._sqlite import SQLiteStore
+    from otel_llmcost.budgets._store import StoreUnavailable
+
+    barrier.wait()
+    try:
+        SQLiteStore(path, timeout_s=0.001)
+    except StoreUnavailable as error:
+        opened.put(str(error))
+    else:
+        opened.put("ok")
+
+
+def test_sqlite_processes_starting_together_all_open_the_store(tmp_path: Path) -> None:
+    """Workers of one app start at once and create the file together: each waits its turn
+    to create the tables, longer than a call may wait, rather than run without budgets."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    barrier, opened = context.Barrier(8), context.Queue()
+    for _ in range(3):
+        path = str(tmp_path / f"budgets-{_}.db")
+        workers = [context.Process(target=_open_store_at_once, args=(path, barrier, opened))
+                   for _ in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        assert [opened.get(timeout=5) for _ in workers] == ["ok"] * 8
+
+
 # --- Configuration ----------------------------------------------------------------------
 
 def test_budget_files_are_validated(tmp_path: Path) -> None:
@@ -533,10 +564,15 @@ def race(provider: Any, sink: OtlpSink, settings: dict[str, Any], tmp_path: Path
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for i in range(processes)]
     results = []
-    for process in running:
-        out, err = process.communicate(timeout=600)
-        assert process.returncode == 0, err
-        results.append(json.loads(out.strip().splitlines()[-1]))
+    try:
+        for process in running:
+            out, err = process.communicate(timeout=600)
+            assert process.returncode == 0, err
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:  # a process left calling the shared stand-in provider would upset later tests
+        for process in running:
+            process.kill()
+            process.wait()
     return results
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from typing import Callable, Sequence, TypeVar
 
 from otel_llmcost.budgets._store import Admission, Line, Settled, StoreUnavailable, admit, crossed
@@ -26,7 +27,25 @@ _SCHEMA = (
 _SPENT = "SELECT spent, notified FROM budget WHERE key = ?"
 _RESERVED = "SELECT COALESCE(SUM(amount), 0) FROM lease WHERE key = ? AND until > ?"
 _SWEEP_EVERY = 4096
+# Opening the file and creating its tables, once per process: workers that start together
+# queue here for the write lock, longer than a call may wait. With the call's timeout
+# (1 ms) for this too, 8 processes opening a new file at once left budgets OFF in some of
+# them in 10 trials of 10.
+_SETUP_TIMEOUT_S = 10.0
 _T = TypeVar("_T")
+
+
+def _until_done(step: Callable[[], object], deadline: float) -> None:
+    """Retry ``step`` while the file is locked: switching a new file to WAL fails at once,
+    without the busy wait, while other processes open it (1 opening in 16 here)."""
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 class SQLiteStore:
@@ -35,12 +54,19 @@ class SQLiteStore:
     def __init__(self, path: str, timeout_s: float) -> None:
         self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(path, timeout=timeout_s, isolation_level=None,
-                                       check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db = sqlite3.connect(path, timeout=max(timeout_s, _SETUP_TIMEOUT_S),
+                                       isolation_level=None, check_same_thread=False)
+            _until_done(lambda: self._db.execute("PRAGMA journal_mode=WAL"),
+                        time.monotonic() + _SETUP_TIMEOUT_S)
             self._db.execute("PRAGMA synchronous=NORMAL")
+            # IMMEDIATE: the write lock first, waited for. Created in a read transaction,
+            # a table needs the lock upgraded, which SQLite refuses at once when another
+            # process waits for it too (it would deadlock), without waiting.
+            self._db.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA:
                 self._db.execute(statement)
+            self._db.execute("COMMIT")
+            self._db.execute(f"PRAGMA busy_timeout = {max(1, round(timeout_s * 1000))}")
         except sqlite3.Error as error:
             raise StoreUnavailable(f"sqlite {path}: {error}") from error
         self._until_sweep = _SWEEP_EVERY
