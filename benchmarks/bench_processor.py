@@ -4,15 +4,15 @@
 Seeded OTLP export requests of 512 spans (20 attributes each, as otel-llmcost and an agent
 app emit them: agent root, LLM and tool spans, conversations across traces, many
 customers) are encoded once with the OpenTelemetry SDK's own OTLP encoder. Each transport
-round starts a real ``otel-llmcost-processor`` (its own process, state on a temp file,
-default checkpoint interval), a client process sends every request as fast as it is
-accepted (honouring 503 + Retry-After / UNAVAILABLE + RetryInfo), and the processor's CPU
-time (/proc/<pid>/stat) until every span is rolled up and every trace closed gives the
-spans per second per core. Beside it: the floor of merely decoding the same requests
-(``parse_protobuf`` + ``otlp.decode``, and a bare ``ParseFromString``) and the engine
-alone, in one thread. Then the state an `Engine` holds per open conversation at 100,000
-open conversations (tracemalloc and RSS), per open trace, and the checkpoint's size and
-dump+save time. See README.md beside this file.
+round starts a real ``otel-llmcost-processor`` (its own process on one CPU, state on a
+temp file, default checkpoint interval), a client process on another CPU sends every
+request as fast as it is accepted (honouring 503 + Retry-After / UNAVAILABLE +
+RetryInfo), and the processor's CPU time (/proc/<pid>/stat) until every span is rolled up
+and every trace closed gives the spans per second per core. Beside it: the floor of
+merely decoding the same requests (``parse_protobuf`` + ``otlp.decode``, and a bare
+``ParseFromString``) and the engine alone, in one thread. Then the state an `Engine`
+holds per open conversation at 100,000 open conversations (tracemalloc and RSS), per open
+trace, and the checkpoint's size and dump+save time. See README.md beside this file.
 """
 
 from __future__ import annotations
@@ -51,6 +51,12 @@ SPANS_PER_BATCH = 512
 ATTRIBUTES_PER_SPAN = 20
 TRANSPORTS = ("http", "grpc")
 NO_STATE = "http-no-state"  # diagnostic: OTLP/HTTP with the state file off (no checkpoints)
+UNPINNED = "http-unpinned"  # diagnostic: OTLP/HTTP with processor and client on any core
+# The processor (and the single-thread floor) run on one CPU and the client on another, as
+# in production, where the senders are other machines: on a shared 2-core machine the
+# scheduler otherwise mixes the client into the processor's core and caches.
+_CPUS = sorted(os.sched_getaffinity(0))
+PROCESSOR_CPU, CLIENT_CPU = (_CPUS[0], _CPUS[1]) if len(_CPUS) >= 2 else (None, None)
 # Targets (issue): end to end per core, share of the decode-only floor, state per conversation.
 TARGET_SPANS_PER_CORE = 30_000
 TARGET_FLOOR_SHARE = 0.50
@@ -823,6 +829,12 @@ ENTITY = sc.prometheus_label(sc.LLMCOST_ENTITY)
 OUTCOME = sc.prometheus_label(sc.LLMCOST_REQUEST_OUTCOME)
 
 
+def _on_cpu(cpu: int | None) -> dict[str, Any]:
+    """`subprocess.Popen` arguments that start the child on ``cpu`` alone (None: anywhere);
+    its threads inherit it. (This process has no threads, so a preexec_fn is safe.)"""
+    return {} if cpu is None else {"preexec_fn": lambda: os.sched_setaffinity(0, {cpu})}
+
+
 def _child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMCOST_"))}
     env["PYTHONHASHSEED"] = "0"
@@ -838,8 +850,9 @@ def stamped(path: Path, unique: list[bytes], data: dict[str, Any]) -> int:
 
 
 def run_e2e(transport: str, unique: list[bytes], data: dict[str, Any], connections: int,
-            checkpoints: bool = True) -> dict[str, Any]:
-    """One real processor, one client: CPU and wall time until everything is rolled up."""
+            checkpoints: bool = True, pinned: bool = True) -> dict[str, Any]:
+    """One real processor, one client: CPU and wall time until everything is rolled up.
+    ``pinned``: the processor on PROCESSOR_CPU and the client on CLIENT_CPU."""
     spans, traces = data["spans"], data["traces"]
     with tempfile.TemporaryDirectory(prefix="bench-processor-") as tmp:
         env = _child_env()
@@ -851,7 +864,8 @@ def run_e2e(transport: str, unique: list[bytes], data: dict[str, Any], connectio
         log_path = Path(tmp) / "processor.log"
         command = Path(sys.executable).with_name(sc.PROCESSOR_COMMAND)
         with open(log_path, "w") as log:
-            proc = subprocess.Popen([str(command)], env=env, cwd=tmp, stdout=log, stderr=log)
+            proc = subprocess.Popen([str(command)], env=env, cwd=tmp, stdout=log, stderr=log,
+                                    **_on_cpu(PROCESSOR_CPU if pinned else None))
         client = None
         try:
             ports = _wait_listening(proc, log_path)
@@ -866,7 +880,8 @@ def run_e2e(transport: str, unique: list[bytes], data: dict[str, Any], connectio
             client = subprocess.Popen(
                 [sys.executable, str(Path(__file__).resolve()), "--child", "client",
                  transport, str(ports[transport]), str(path), str(connections)],
-                env=_child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                env=_child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                **_on_cpu(CLIENT_CPU if pinned else None))
             assert client.stdout is not None and client.stdin is not None
             if client.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"{transport} client did not start")
@@ -960,9 +975,10 @@ def _wait_listening(proc: subprocess.Popen[Any], log_path: Path) -> dict[str, in
     raise RuntimeError("the processor did not start listening")
 
 
-def _spawn_json(args: list[str]) -> dict[str, Any]:
+def _spawn_json(args: list[str], cpu: int | None = None) -> dict[str, Any]:
     out = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args],
-                         env=_child_env(), capture_output=True, text=True, check=False)
+                         env=_child_env(), capture_output=True, text=True, check=False,
+                         **_on_cpu(cpu))
     if out.returncode != 0:
         raise RuntimeError(f"child {args[:2]} failed: {out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -1104,12 +1120,19 @@ def _checkpoints(run: dict[str, Any]) -> str:
     return f"{run['checkpoint_s']:.2f} s / {_kb(run['state_bytes'])}"
 
 
+def _pinning(r: dict[str, Any]) -> str:
+    cpus = r["settings"].get("cpus")
+    return ("`sched_setaffinity`: processor and decode floor on CPU {}, client on CPU {}"
+            .format(*cpus) if cpus else "not possible here: one CPU")
+
+
 def _met(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
 E2E_NAMES = {"http": "OTLP/HTTP (protobuf)", "grpc": "OTLP/gRPC",
-             NO_STATE: "OTLP/HTTP, state file off (diagnostic: no checkpoints)"}
+             NO_STATE: "OTLP/HTTP, state file off (diagnostic: no checkpoints)",
+             UNPINNED: "OTLP/HTTP, processor and client on any CPU (diagnostic: not pinned)"}
 
 
 def report(r: dict[str, Any]) -> str:
@@ -1199,6 +1222,14 @@ def report(r: dict[str, Any]) -> str:
             f" own clock, `{CHECKPOINT}`, says "
             f"{_med([1e6 * x['checkpoint_s'] / x['spans'] for x in r['e2e']['http']]):.1f} µs)"
             ".")
+    if "http" in per_span and r["e2e"].get(UNPINNED):
+        verdicts.append(
+            f"- Not pinned (processor and client free to share the CPUs): "
+            f"{per_span[UNPINNED]:.1f} µs a span over OTLP/HTTP against {per_span['http']:.1f} "
+            f"pinned ({1e6 / per_span[UNPINNED] / floor:.2f} of the decode floor against "
+            f"{1e6 / per_span['http'] / floor:.2f}). Pinning keeps the load generator out of "
+            f"the processor's CPU and caches, as in a deployment whose senders are other "
+            f"machines.")
 
     details = [("| variant | run | spans | processor CPU to drained / to closed | "
                "engine busy (drained / closed) | wall: client sent / drained / closed | "
@@ -1278,10 +1309,10 @@ to count, which flattered the figures before 2026-11-24. The single-thread passe
 requests stamped at {ENGINE_RATE:,} spans/s on a clock that keeps pace with them (each \
 request rolled up at its last span's end).
 - **End to end**, {r['settings']['rounds']} rounds; in each, the decode floor, HTTP, gRPC \
-and the diagnostic run once, in rotating order. A transport run starts \
+and the diagnostics run once, in rotating order. A transport run starts \
 `{sc.PROCESSOR_COMMAND}` in its own process (defaults: both receivers, metrics endpoint, \
 queue of 1,024 requests, state in SQLite on a temp file, checkpoint every 5 s; ports 0; \
-the diagnostic run sets `{sc.ENV_PROCESSOR_PREFIX}STATE_PATH=off`, so no checkpoints), \
+one diagnostic run sets `{sc.ENV_PROCESSOR_PREFIX}STATE_PATH=off`, so no checkpoints), \
 measures its idle CPU over {IDLE_S:g} s, then a \
 client process ({r['settings']['connections']} connections, or gRPC calls in flight, \
 bodies read beforehand) sends every request as fast as it is accepted, retrying after a \
@@ -1293,10 +1324,13 @@ engine's lock) has answered — "drained" —, and (b) `{OPEN}{{{ENTITY}="trace"
 all the work (receive, decode, queue, roll up, close, the checkpoints that fell in the \
 run), plus the idle CPU of the few seconds of waiting for the last traces to close and the \
 scrapes the benchmark made (every {POLL_S:g} s until drained, every {CLOSE_POLL_S:g} s \
-after). Wall-clock spans/s: spans ÷ time from the first request to "drained" (the client \
-runs on the same 2 cores). Each run checks that every trace was \
+after). The processor runs on one CPU and the client on another \
+({_pinning(r)}), as when the senders are other machines; the other \
+diagnostic run leaves both free to share the CPUs. Wall-clock spans/s: spans ÷ time from \
+the first request to "drained". Each run checks that every trace was \
 closed (`{TRACE_COUNT}` = traces sent).
-- **Decode floor**, in one process and thread, the distinct request bodies: bare \
+- **Decode floor**, in one process and thread, on the processor's CPU, the distinct \
+request bodies: bare \
 `ExportTraceServiceRequest().ParseFromString`; `otlp.parse_protobuf` + `otlp.decode` (what a \
 receiver does); and the engine alone on the decoded records (`Engine.ingest` + \
 `Engine.advance` per request at a simulated {ENGINE_RATE:,} spans/s, then every trace \
@@ -1355,8 +1389,9 @@ def main() -> None:
                         help="distinct requests built; the rest repeat them with new trace "
                              "ids, and the decode floor uses these (default 200)")
     parser.add_argument("--rounds", type=int, default=4,
-                        help="rounds; in each, the decode floor, HTTP, gRPC and HTTP without "
-                             "checkpoints run once, in rotating order (default 4)")
+                        help="rounds; in each, the decode floor, HTTP, gRPC, HTTP without "
+                             "checkpoints and HTTP not pinned run once, in rotating order "
+                             "(default 4)")
     parser.add_argument("--connections", type=int, default=2,
                         help="client connections (HTTP) or calls in flight (gRPC) (default 2)")
     parser.add_argument("--conversations", type=int, default=100_000,
@@ -1413,22 +1448,25 @@ def main() -> None:
                 profile_live(transport, unique, data, args.connections)
             return
         floor: list[dict[str, Any]] = []
-        e2e: dict[str, list[dict[str, Any]]] = {t: [] for t in (*TRANSPORTS, NO_STATE)}
+        e2e: dict[str, list[dict[str, Any]]] = {t: [] for t in (*TRANSPORTS, NO_STATE,
+                                                                UNPINNED)}
         mark = time.monotonic()
-        steps = ("floor", *TRANSPORTS, NO_STATE)
+        steps = ("floor", *TRANSPORTS, NO_STATE, UNPINNED)
         for round_no in range(args.rounds):
             k = round_no % len(steps)
             order = steps[k:] + steps[:k]
             for step in order:
                 print(f"round {round_no + 1}/{args.rounds}: {step}…", file=sys.stderr)
                 if step == "floor":
-                    result = _spawn_json(["--child", "floor", str(unique_path)])
+                    result = _spawn_json(["--child", "floor", str(unique_path)],
+                                         PROCESSOR_CPU)
                     if result["spans"] != data["unique_spans"] or result["rejected"]:
                         raise SystemExit(f"decode floor: {result}")
                     floor.append(result)
                 else:
-                    x = run_e2e("http" if step == NO_STATE else step, unique, data,
-                                args.connections, checkpoints=step != NO_STATE)
+                    x = run_e2e("http" if step in (NO_STATE, UNPINNED) else step, unique,
+                                data, args.connections, checkpoints=step != NO_STATE,
+                                pinned=step != UNPINNED)
                     print(f"  {x['spans'] / x['cpu_closed_s']:,.0f} spans/s per core, "
                           f"{x['spans'] / x['drain_wall_s']:,.0f} wall", file=sys.stderr)
                     e2e[step].append(x)
@@ -1450,7 +1488,9 @@ def main() -> None:
                "detection": detection,
                "settings": {"batches": args.batches, "unique": args.unique,
                             "rounds": args.rounds,
-                            "connections": args.connections, "reps": args.reps},
+                            "connections": args.connections, "reps": args.reps,
+                            "cpus": None if PROCESSOR_CPU is None else [PROCESSOR_CPU,
+                                                                        CLIENT_CPU]},
                "seconds": seconds, "machine": _machine(),
                "phases": ", ".join(f"{k} {v / 60:.1f} min" for k, v in phases.items())}
     (HERE / "callgrind").mkdir(exist_ok=True)
