@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import json
 import math
 import os
@@ -1020,16 +1021,29 @@ def profile_live(transport: str, unique: list[bytes], data: dict[str, Any],
     guard = threading.Lock()
 
     def profiled(fn: Any, role: str) -> Any:
+        def done(profiler: cProfile.Profile) -> None:
+            profiler.disable()
+            with guard:
+                profiles[role].append(profiler)
+
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             profiler = cProfile.Profile(time.thread_time)
             profiler.enable()
             try:
                 return fn(*args, **kwargs)
             finally:
-                profiler.disable()
-                with guard:
-                    profiles[role].append(profiler)
-        return wrapper
+                done(profiler)
+
+        async def awaiting(*args: Any, **kwargs: Any) -> Any:
+            # The gRPC receiver's loop thread runs one call at a time, up to its awaits:
+            # what else the loop runs meanwhile is counted too.
+            profiler = cProfile.Profile(time.thread_time)
+            profiler.enable()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                done(profiler)
+        return awaiting if inspect.iscoroutinefunction(fn) else wrapper
 
     originals = (service.Processor._run, receivers._HttpHandler.do_POST,
                  receivers.GrpcReceiver._export)
@@ -1047,6 +1061,7 @@ def profile_live(transport: str, unique: list[bytes], data: dict[str, Any],
             gc_time[1] += info["generation"] == 2
 
     gc.callbacks.append(on_gc)
+    service.tune_interpreter()  # as the console script does: GC thresholds, switch interval
     with tempfile.TemporaryDirectory(prefix="bench-processor-") as tmp:
         processor = service.Processor(Settings(
             grpc_endpoint="127.0.0.1:0", http_endpoint="127.0.0.1:0",

@@ -251,13 +251,9 @@ def _keep_freed_memory(size: int) -> None:
     mallopt(_M_TRIM_THRESHOLD, 2 * size)
 
 
-def main() -> None:
-    """Console script ``otel-llmcost-processor``: run until SIGTERM or Ctrl-C."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        processor = Processor(Settings.load())
-    except SettingsError as error:
-        raise SystemExit(f"{sc.PROCESSOR_COMMAND}: {error}") from None
+def tune_interpreter() -> None:
+    """Process-wide settings for a processor that has this process to itself (the console
+    script; the benchmark's profiler, to see what it runs)."""
     # The engine makes many small, short-lived objects and few cycles: collecting the
     # young generation less often (and never the start-up objects) was 11-19 % of CPU.
     gc.freeze()
@@ -268,6 +264,16 @@ def main() -> None:
     # 100 ms the processor used less CPU per span (in noisy runs); a request or a scrape
     # waits for the GIL at most this long.
     sys.setswitchinterval(0.05)
+
+
+def main() -> None:
+    """Console script ``otel-llmcost-processor``: run until SIGTERM or Ctrl-C."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        processor = Processor(Settings.load())
+    except SettingsError as error:
+        raise SystemExit(f"{sc.PROCESSOR_COMMAND}: {error}") from None
+    tune_interpreter()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
