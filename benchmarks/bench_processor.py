@@ -52,10 +52,10 @@ SPANS_PER_BATCH = 512
 ATTRIBUTES_PER_SPAN = 20
 TRANSPORTS = ("http", "grpc")
 NO_STATE = "http-no-state"  # diagnostic: OTLP/HTTP with the state file off (no checkpoints)
-UNPINNED = "http-unpinned"  # diagnostic: OTLP/HTTP with processor and client on any core
+UNPINNED = "http-unpinned"  # diagnostic: OTLP/HTTP with processor and client on any CPU
 # The processor (and the single-thread floor) run on one CPU and the client on another, as
 # in production, where the senders are other machines: on a shared 2-core machine the
-# scheduler otherwise mixes the client into the processor's core and caches.
+# scheduler otherwise mixes the client into the processor's CPU and caches.
 _CPUS = sorted(os.sched_getaffinity(0))
 PROCESSOR_CPU, CLIENT_CPU = (_CPUS[0], _CPUS[1]) if len(_CPUS) >= 2 else (None, None)
 # Targets (issue): end to end per core, share of the decode-only floor, state per conversation.
@@ -1065,7 +1065,6 @@ def profile_live(transport: str, unique: list[bytes], data: dict[str, Any],
             gc_time[1] += info["generation"] == 2
 
     gc.callbacks.append(on_gc)
-    service.tune_interpreter()  # as the console script does: GC thresholds, switch interval
     with tempfile.TemporaryDirectory(prefix="bench-processor-") as tmp:
         processor = service.Processor(Settings(
             grpc_endpoint="127.0.0.1:0", http_endpoint="127.0.0.1:0",
@@ -1463,6 +1462,9 @@ def main() -> None:
         write_bodies(unique_path, restamp(unique, 1, data, time.time_ns(), ENGINE_RATE))
         phases["requests"] = time.monotonic() - started
         if args.profile:
+            from otel_llmcost.processor.service import tune_interpreter
+
+            tune_interpreter()  # as the console script does: GC thresholds, switch interval
             profile_pipeline(unique_path)
             for transport in TRANSPORTS:
                 profile_live(transport, unique, data, args.connections)

@@ -252,8 +252,8 @@ def _keep_freed_memory(size: int) -> None:
 
 
 def tune_interpreter() -> None:
-    """Process-wide settings for a processor that has this process to itself (the console
-    script; the benchmark's profiler, to see what it runs)."""
+    """Process-wide settings for a processor that has this process to itself: the console
+    script's, and the benchmark's where it measures what the processor runs."""
     # The engine makes many small, short-lived objects and few cycles: collecting the
     # young generation less often (and never the start-up objects) was 11-19 % of CPU.
     gc.freeze()
